@@ -1,0 +1,47 @@
+# The single entry point. The README's two commands are `make course` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: course test env browser notebooks exercises grade bench constraints
+
+# Create the virtual environment (once; again when the pins change).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $@
+
+env: $(STAMP)
+
+## Open the course in JupyterLab, at the first lesson.
+course: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_overview.ipynb
+
+## Set up if needed, then run every test: unit tests, notebooks (nbval), grader, browser.
+test: $(STAMP) browser
+	$(BIN)/python -m pytest
+
+# Headless Chromium for the JupyterLab browser test (Debian's package; root only).
+browser:
+	@bash scripts/ensure_chromium.sh
+
+## Re-execute the lessons in place, so that their stored outputs are current.
+notebooks: $(STAMP)
+	$(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
+
+## Write exercises/ (stubs) and solutions/ (executed) from course/exercises/.
+exercises: $(STAMP)
+	$(BIN)/python scripts/build_exercises.py
+
+## Grade the exercise notebooks.
+grade: $(STAMP)
+	$(BIN)/python -m sa_numpy.grade exercises/
+
+## NumPy vs torch timings, written to docs/benchmarks.md.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_sa.py --out docs/benchmarks.md
+
+constraints: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | sed '/^-e /d' > /tmp/freeze.txt
+	@echo "review /tmp/freeze.txt and merge it into constraints.txt"
