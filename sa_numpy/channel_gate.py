@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .functional import sigmoid
+from .functional import quiet_nonfinite, sigmoid
 from .validate import check_float_array, check_same_shape, check_vector
 
 
@@ -31,6 +31,7 @@ class ChannelGateCache:
     param_shape: tuple    # shape the parameters were given in; gradients come back in it
 
 
+@quiet_nonfinite
 def channel_gate_forward(x0: np.ndarray, cweight, cbias):
     """x0 (N, K, H, W), cweight and cbias (K,) or (1, K, 1, 1) -> (y0 (N, K, H, W), cache)."""
     check_float_array(x0, "x0")
@@ -44,10 +45,11 @@ def channel_gate_forward(x0: np.ndarray, cweight, cbias):
     return y0, ChannelGateCache(x0, s, gate, cw, param_shape)
 
 
+@quiet_nonfinite
 def channel_gate_backward(dout: np.ndarray, cache: ChannelGateCache):
     """dout (N, K, H, W) -> (dx0 (N, K, H, W), dcweight, dcbias) in the parameters' shape."""
     x0 = cache.x0
-    check_same_shape(dout, x0.shape, "dout", "y0")
+    check_same_shape(dout, x0.shape, "dout", "y0", x0.dtype)
     n, k, h, w = x0.shape
     dz = np.einsum("nkp,nkp->nk", dout.reshape(n, k, -1), x0.reshape(n, k, -1))
     dz *= cache.gate * (1 - cache.gate)

@@ -1,7 +1,19 @@
 """Small numerical helpers used by several parts."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
+
+
+def quiet_nonfinite(fn):
+    """Let NaN and inf flow through ``fn`` the way they flow through torch: into the
+    result, without a RuntimeWarning (inf - inf, 0 * inf, overflow in exp or in a sum)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

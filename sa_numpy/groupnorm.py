@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validate import check_float_array, check_same_shape, check_vector
+from .functional import quiet_nonfinite
+from .validate import check_eps, check_float_array, check_group_count, check_same_shape, check_vector
 
 
 @dataclass
@@ -35,18 +36,13 @@ class GroupNormCache:
     param_shape: tuple
 
 
-def _check_num_groups(num_groups, channels: int) -> None:
-    if isinstance(num_groups, bool) or not isinstance(num_groups, (int, np.integer)) or num_groups < 1:
-        raise ValueError(f"num_groups={num_groups!r} must be a positive integer")
-    if channels % num_groups:
-        raise ValueError(f"channels={channels} is not divisible by num_groups={num_groups}")
-
-
+@quiet_nonfinite
 def groupnorm_forward(x: np.ndarray, gamma, beta, num_groups: int, eps: float = 1e-5):
     """x (N, C, H, W), gamma and beta (C,) -> (out (N, C, H, W), cache)."""
     check_float_array(x, "x")
     n, c, h, w = x.shape
-    _check_num_groups(num_groups, c)
+    check_group_count(num_groups, c, "num_groups")
+    eps = check_eps(eps)
     param_shape = np.shape(gamma)
     gamma = check_vector(gamma, "gamma", c, x.dtype)
     beta = check_vector(beta, "beta", c, x.dtype)
@@ -60,10 +56,11 @@ def groupnorm_forward(x: np.ndarray, gamma, beta, num_groups: int, eps: float = 
     return out, GroupNormCache(xhat, rstd, gamma, num_groups, param_shape)
 
 
+@quiet_nonfinite
 def groupnorm_backward(dout: np.ndarray, cache: GroupNormCache):
     """dout (N, C, H, W) -> (dx (N, C, H, W), dgamma, dbeta) in the parameters' shape."""
     xhat = cache.xhat
-    check_same_shape(dout, xhat.shape, "dout", "the GroupNorm output")
+    check_same_shape(dout, xhat.shape, "dout", "the GroupNorm output", xhat.dtype)
     n, c, h, w = xhat.shape
     dgamma = np.einsum("nchw,nchw->c", dout, xhat).reshape(cache.param_shape)
     dbeta = dout.sum(axis=(0, 2, 3)).reshape(cache.param_shape)

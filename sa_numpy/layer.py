@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .channel_gate import ChannelGateCache, channel_gate_backward, channel_gate_forward
-from .functional import sigmoid, sigmoid_
+from .functional import quiet_nonfinite, sigmoid, sigmoid_
 from .grouping import GroupCache, group_merge_backward, group_merge_forward
 from .grouping import group_split_backward, group_split_forward
 from .shuffle import ShuffleCache, _shuffle, channel_shuffle_backward, channel_shuffle_forward
 from .spatial_gate import SpatialGateCache, spatial_gate_backward, spatial_gate_forward
-from .validate import PARAM_NAMES, check_channels_groups, check_input, check_params
+from .validate import PARAM_NAMES, check_channels_groups, check_eps, check_input, check_keys, check_params
 from .validate import check_same_shape, check_vector
 
 _SUM = (0, 1, 2)   # the (B, ga, gb) axes that every per-channel parameter is shared over
@@ -72,48 +72,63 @@ class SACache:
         return self.x.shape
 
 
+@quiet_nonfinite
 def sa_forward(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5):
     """Shuffle Attention forward, fused.
 
     x: (B, C, H, W) float32 or float64. params: the six official names, each (K,) or the
     official (1, K, 1, 1). Returns (out (B, C, H, W) of x's dtype, cache).
+
+    Two new arrays of x's size and no other: ``out``, and the spatial gate kept for the
+    backward (half of x's size). Every pass writes into one of them.
     """
     b, c, h, w = check_input(x)
     k = check_channels_groups(c, groups)
-    shapes = _param_shapes(params)
+    eps = check_eps(eps)
     p = check_params(params, k, x.dtype)
+    shapes = _param_shapes(params)
+    x = np.ascontiguousarray(x)                               # so that the views below are free
     ga = 2 if groups % 2 == 0 else 1
     x6 = _grouped(x, ga, k)
     x0, x1 = x6[:, :, :, 0], x6[:, :, :, 1]                  # (B, ga, gb, K, P) each
-    out = np.empty_like(x, order="C")
-    y6 = _shuffled(out, k) if ga == 2 else _grouped(np.empty_like(out), ga, k)
+    out = np.empty_like(x)
+    y6 = _shuffled(out, k) if ga == 2 else _grouped(out, ga, k)
 
-    with np.errstate(invalid="ignore", divide="ignore"):     # NaN/inf propagate as in torch
-        # channel branch: one gate value per channel
-        s = x0.mean(axis=-1)
-        gate0 = sigmoid(p["cweight"] * s + p["cbias"])
-        np.multiply(x0, gate0[..., None], out=y6[:, :, :, 0])
-        # spatial branch: instance-normalise, affine, sigmoid, all folded per channel
-        mu = x1.mean(axis=-1)
-        z = x1 - mu[..., None]
-        rstd = 1.0 / np.sqrt(np.einsum("...p,...p->...", z, z) / z.shape[-1] + eps)
-        scale = p["sweight"] * p["gn.weight"] * rstd
-        z *= scale[..., None]
-        z += (p["sweight"] * p["gn.bias"] + p["sbias"])[..., None]
-        gate1 = sigmoid_(z)
-        np.multiply(x1, gate1, out=y6[:, :, :, 1])
-    if ga == 1:
-        out = _shuffle(y6.reshape(x.shape), 2)
+    # channel branch: one gate value per channel
+    s = x0.mean(axis=-1)
+    gate0 = sigmoid(p["cweight"] * s + p["cbias"])
+    np.multiply(x0, gate0[..., None], out=y6[:, :, :, 0])
+
+    # spatial branch: instance norm, GroupNorm affine and gate affine folded into one
+    # per-channel affine t = scale * (x1 - mu) + shift, then sigmoid(t) = (1 + tanh(t/2)) / 2
+    mu = x1.mean(axis=-1)
+    gate1 = np.subtract(x1, mu[..., None])                    # x1 - mu, becomes the gate in place
+    rstd = 1.0 / np.sqrt(np.einsum("...p,...p->...", gate1, gate1) / gate1.shape[-1] + eps)
+    scale = p["sweight"] * p["gn.weight"] * rstd
+    shift = p["sweight"] * p["gn.bias"] + p["sbias"]
+    gate1 *= (0.5 * scale)[..., None]
+    gate1 += (0.5 * shift)[..., None]
+    np.tanh(gate1, out=gate1)
+    gate1 *= 0.5
+    gate1 += 0.5
+    np.multiply(x1, gate1, out=y6[:, :, :, 1])
+    if ga == 1:                                               # odd G: shuffle with one copy
+        out = _shuffle(out, 2)
     return out, SACache(x, groups, p, shapes, s, gate0, mu, rstd, gate1)
 
 
+@quiet_nonfinite
 def sa_backward(dout: np.ndarray, cache: SACache):
     """dout (B, C, H, W) -> (dx (B, C, H, W), grads), grads keyed by the official names
-    and shaped like the parameters given to :func:`sa_forward`."""
+    and shaped like the parameters given to :func:`sa_forward`.
+
+    One new array, dx, and no temporary of the data's size: the spatial branch works in
+    the two halves of dx (its own, and the channel branch's, which is filled last).
+    """
     if not isinstance(cache, SACache):
         raise TypeError(f"cache must be the SACache returned by sa_forward, got {type(cache).__name__}")
     x, p = cache.x, cache.params
-    check_same_shape(dout, x.shape, "dout", "the layer's output")
+    check_same_shape(dout, x.shape, "dout", "the layer's output", x.dtype)
     k = p["cweight"].shape[0]
     ga = 2 if cache.groups % 2 == 0 else 1
     npix = x.shape[2] * x.shape[3]
@@ -121,40 +136,45 @@ def sa_backward(dout: np.ndarray, cache: SACache):
     x0, x1 = x6[:, :, :, 0], x6[:, :, :, 1]
     d6 = _shuffled(dout, k) if ga == 2 else _grouped(_shuffle(dout, x.shape[1] // 2), ga, k)
     dy0, dy1 = d6[:, :, :, 0], d6[:, :, :, 1]
-    dx = np.empty_like(x, order="C")
+    dx = np.empty_like(x)
     dx6 = _grouped(dx, ga, k)
+    dx0, dx1 = dx6[:, :, :, 0], dx6[:, :, :, 1]
     grads = {}
 
-    with np.errstate(invalid="ignore", divide="ignore"):
-        # channel branch: y0 = x0 * sigmoid(cweight * mean(x0) + cbias)
-        gate0 = cache.gate0
-        dz0 = np.einsum("...p,...p->...", dy0, x0) * gate0 * (1 - gate0)
-        grads["cweight"] = (dz0 * cache.s).sum(axis=_SUM)
-        grads["cbias"] = dz0.sum(axis=_SUM)
-        np.multiply(dy0, gate0[..., None], out=dx6[:, :, :, 0])
-        dx6[:, :, :, 0] += (dz0 * p["cweight"] / npix)[..., None]
+    # spatial branch: y1 = x1 * sigma, sigma = sigmoid(sweight * (gw * n + gb) + sbias),
+    # n = (x1 - mu) * rstd. dx0 is scratch space here.
+    sigma, mu, rstd = cache.gate1, cache.mu[..., None], cache.rstd
+    np.multiply(dy1, sigma, out=dx1)                          # dy1 * sigma
+    np.multiply(dx1, x1, out=dx0)                             # dy1 * x1 * sigma
+    np.multiply(dx0, sigma, out=dx1)
+    np.subtract(dx0, dx1, out=dx0)                            # dz = dy1 * x1 * sigma * (1 - sigma)
+    sum_dz = dx0.sum(axis=-1)
+    sum_dz_n = (np.einsum("...p,...p->...", dx0, x1) - cache.mu * sum_dz) * rstd   # sum(dz * n)
+    sw, gw, gb = p["sweight"], p["gn.weight"], p["gn.bias"]
+    grads["sweight"] = (gw * sum_dz_n + gb * sum_dz).sum(axis=_SUM)
+    grads["sbias"] = sum_dz.sum(axis=_SUM)
+    grads["gn.weight"] = (sw * sum_dz_n).sum(axis=_SUM)
+    grads["gn.bias"] = (sw * sum_dz).sum(axis=_SUM)
+    # dx1 = dy1 * sigma + a * (dz - mean(dz) - n * mean(dz * n)), a = sw * gw * rstd,
+    #     = dy1 * sigma + a * dz + c2 * (x1 - mu) + c1
+    a = sw * gw * rstd
+    c2 = -a * rstd * sum_dz_n / npix
+    c1 = -a * sum_dz / npix
+    np.multiply(dy1, sigma, out=dx1)
+    dx0 *= a[..., None]
+    dx1 += dx0
+    np.subtract(x1, mu, out=dx0)
+    dx0 *= c2[..., None]
+    dx0 += c1[..., None]
+    dx1 += dx0
 
-        # spatial branch: y1 = x1 * sigmoid(sweight * (gw * n + gb) + sbias), n = (x1 - mu) * rstd
-        gate1 = cache.gate1
-        direct = dy1 * gate1                      # gradient through the gated value
-        dz1 = direct * x1                         # ... and through the gate:
-        tmp = dz1 * gate1
-        dz1 -= tmp                                # dz1 = dy1 * x1 * sigma * (1 - sigma)
-        np.subtract(x1, cache.mu[..., None], out=tmp)            # tmp = x1 - mu
-        sum_dz = dz1.sum(axis=-1)
-        sum_dz_n = np.einsum("...p,...p->...", dz1, tmp) * cache.rstd
-        sw, gw, gb = p["sweight"], p["gn.weight"], p["gn.bias"]
-        grads["sweight"] = (gw * sum_dz_n + gb * sum_dz).sum(axis=_SUM)
-        grads["sbias"] = sum_dz.sum(axis=_SUM)
-        grads["gn.weight"] = (sw * sum_dz_n).sum(axis=_SUM)
-        grads["gn.bias"] = (sw * sum_dz).sum(axis=_SUM)
-        # GroupNorm backward: dx1 += a * (dz1 - mean(dz1) - n * mean(dz1 * n)), a = sw*gw*rstd
-        a = sw * gw * cache.rstd
-        tmp *= (-a * cache.rstd * sum_dz_n / npix)[..., None]
-        dz1 *= a[..., None]
-        dz1 += tmp
-        dz1 += (-a * sum_dz / npix)[..., None]
-        np.add(direct, dz1, out=dx6[:, :, :, 1])
+    # channel branch: y0 = x0 * gate0, gate0 = sigmoid(cweight * mean(x0) + cbias)
+    gate0 = cache.gate0
+    dz0 = np.einsum("...p,...p->...", dy0, x0) * gate0 * (1 - gate0)
+    grads["cweight"] = (dz0 * cache.s).sum(axis=_SUM)
+    grads["cbias"] = dz0.sum(axis=_SUM)
+    np.multiply(dy0, gate0[..., None], out=dx0)
+    dx0 += (dz0 * p["cweight"] / npix)[..., None]
 
     grads = {n: grads[n].reshape(cache.param_shapes[n]) for n in PARAM_NAMES}
     return dx, grads
@@ -179,8 +199,8 @@ def sa_forward_parts(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5
     """The same layer as :func:`sa_forward`, composed from the parts. Returns (out, cache)."""
     b, c, h, w = check_input(x)
     k = check_channels_groups(c, groups)
-    shapes = _param_shapes(params)
     p = check_params(params, k, x.dtype)
+    shapes = _param_shapes(params)
     (x0, x1), split = group_split_forward(x, groups)
     y0, channel = channel_gate_forward(x0, p["cweight"], p["cbias"])
     y1, spatial = spatial_gate_forward(x1, p["sweight"], p["sbias"], p["gn.weight"], p["gn.bias"], eps)
@@ -191,6 +211,8 @@ def sa_forward_parts(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5
 
 def sa_backward_parts(dout: np.ndarray, cache: SAPartsCache):
     """Backward of :func:`sa_forward_parts`: the parts' backwards in reverse order."""
+    if not isinstance(cache, SAPartsCache):
+        raise TypeError(f"cache must be the SAPartsCache returned by sa_forward_parts, got {type(cache).__name__}")
     dy = channel_shuffle_backward(dout, cache.shuffle)
     dy0, dy1 = group_merge_backward(dy, cache.merge)
     dx1, dsw, dsb, dgw, dgb = spatial_gate_backward(dy1, cache.spatial)
@@ -230,7 +252,7 @@ class SALayer:
 
     def __init__(self, channels: int, groups: int = 64, dtype=np.float32, eps: float = 1e-5):
         self.params = init_params(channels, groups, dtype)
-        self.channels, self.groups, self.eps = channels, groups, eps
+        self.channels, self.groups, self.eps = channels, groups, check_eps(eps)
         self.dtype = np.dtype(dtype)
         self.grads = {n: np.zeros_like(v) for n, v in self.params.items()}
         self._cache: SACache | None = None
@@ -259,8 +281,8 @@ class SALayer:
     def backward(self, dout: np.ndarray) -> np.ndarray:
         """dout (B, C, H, W) -> dx; the parameter gradients land in ``self.grads``."""
         if self._cache is None:
-            raise RuntimeError("backward() called before forward(): run forward(x) first, "
-                               "it stores what the backward needs")
+            raise ValueError("backward() called before forward(): run forward(x) first, "
+                             "it stores what the backward needs")
         dx, grads = sa_backward(dout, self._cache)
         self.grads = {n: g.astype(self.dtype, copy=False) for n, g in grads.items()}
         return dx
@@ -272,13 +294,7 @@ class SALayer:
     def load_state_dict(self, mapping) -> None:
         """Load the six parameters from a NumPy or torch state dict (official (1, K, 1, 1)
         and (K,) shapes, or flat (K,) arrays). Keys must match exactly."""
-        if not hasattr(mapping, "keys"):
-            raise TypeError(f"state dict must be a mapping, got {type(mapping).__name__}")
-        missing = [n for n in PARAM_NAMES if n not in mapping]
-        unexpected = [n for n in mapping.keys() if n not in PARAM_NAMES]
-        if missing or unexpected:
-            raise KeyError(f"state dict: missing keys {missing}, unexpected keys {unexpected}; "
-                           f"an SA layer has exactly {list(PARAM_NAMES)}")
+        check_keys(mapping, "state dict")
         loaded = {n: check_vector(mapping[n], n, self.K, self.dtype).reshape(self.params[n].shape).copy()
                   for n in PARAM_NAMES}
         self.params = loaded

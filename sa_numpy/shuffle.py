@@ -13,20 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validate import check_input, check_same_shape
+from .validate import check_group_count, check_input, check_same_shape
 
 
 @dataclass(frozen=True)
 class ShuffleCache:
     groups: int
     shape: tuple
-
-
-def _check_groups(groups, channels: int) -> None:
-    if isinstance(groups, bool) or not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups={groups!r} must be a positive integer")
-    if channels % groups:
-        raise ValueError(f"channels={channels} is not divisible by groups={groups}")
+    dtype: np.dtype
 
 
 def _shuffle(x: np.ndarray, groups: int) -> np.ndarray:
@@ -40,11 +34,11 @@ def _shuffle(x: np.ndarray, groups: int) -> np.ndarray:
 def channel_shuffle_forward(x: np.ndarray, groups: int = 2):
     """x (B, C, H, W) -> (out (B, C, H, W), cache)."""
     b, c, h, w = check_input(x)
-    _check_groups(groups, c)
-    return _shuffle(x, groups), ShuffleCache(groups, x.shape)
+    check_group_count(groups, c)
+    return _shuffle(x, groups), ShuffleCache(groups, x.shape, x.dtype)
 
 
 def channel_shuffle_backward(dout: np.ndarray, cache: ShuffleCache) -> np.ndarray:
     """dout (B, C, H, W) -> dx (B, C, H, W): the inverse permutation."""
-    check_same_shape(dout, cache.shape, "dout", "the shuffled output")
+    check_same_shape(dout, cache.shape, "dout", "the shuffled output", cache.dtype)
     return _shuffle(dout, cache.shape[1] // cache.groups)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .functional import sigmoid
+from .functional import quiet_nonfinite, sigmoid
 from .groupnorm import GroupNormCache, groupnorm_backward, groupnorm_forward
 from .validate import check_float_array, check_same_shape, check_vector
 
@@ -35,6 +35,7 @@ class SpatialGateCache:
     param_shape: tuple
 
 
+@quiet_nonfinite
 def spatial_gate_forward(x1: np.ndarray, sweight, sbias, gn_weight, gn_bias, eps: float = 1e-5):
     """x1 (N, K, H, W); sweight, sbias (K,) or (1, K, 1, 1); gn_weight, gn_bias (K,).
 
@@ -51,9 +52,10 @@ def spatial_gate_forward(x1: np.ndarray, sweight, sbias, gn_weight, gn_bias, eps
     return y1, SpatialGateCache(x1, n, gate, sw, gn_cache, param_shape)
 
 
+@quiet_nonfinite
 def spatial_gate_backward(dout: np.ndarray, cache: SpatialGateCache):
     """dout (N, K, H, W) -> (dx1, dsweight, dsbias, dgn_weight, dgn_bias)."""
-    check_same_shape(dout, cache.x1.shape, "dout", "y1")
+    check_same_shape(dout, cache.x1.shape, "dout", "y1", cache.x1.dtype)
     gate = cache.gate
     dz = dout * cache.x1 * gate * (1 - gate)
     dsweight = np.einsum("nkhw,nkhw->k", dz, cache.n).reshape(cache.param_shape)

@@ -28,6 +28,37 @@ def check_channels_groups(channels, groups) -> int:
     return channels // (2 * groups)
 
 
+def check_group_count(groups, channels: int, name: str = "groups") -> int:
+    """Check that ``groups`` is a positive integer that divides ``channels``; return it."""
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"{name}={groups!r} must be an integer")
+    if groups < 1:
+        raise ValueError(f"{name}={groups} must be at least 1")
+    if channels % groups:
+        raise ValueError(f"channels={channels} is not divisible by {name}={groups}")
+    return int(groups)
+
+
+def check_eps(eps) -> float:
+    """GroupNorm's eps must be a positive finite number: it keeps 1/sqrt(var + eps) finite."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"eps={eps!r} must be a real number, e.g. 1e-5")
+    if not (0 < eps < float("inf")):
+        raise ValueError(f"eps={eps} must be a positive finite number: GroupNorm divides by sqrt(var + eps)")
+    return float(eps)
+
+
+def check_keys(mapping, what: str) -> None:
+    """A parameter mapping must have exactly the six official names, no more, no fewer."""
+    if not hasattr(mapping, "keys"):
+        raise TypeError(f"{what} must be a dict keyed by {list(PARAM_NAMES)}, got {type(mapping).__name__}")
+    missing = [n for n in PARAM_NAMES if n not in mapping]
+    unexpected = [n for n in mapping.keys() if n not in PARAM_NAMES]
+    if missing or unexpected:
+        raise ValueError(f"{what}: missing keys {missing}, unexpected keys {unexpected}; "
+                         f"an SA layer has exactly {list(PARAM_NAMES)}")
+
+
 def to_numpy(value, name: str) -> np.ndarray:
     """Accept a NumPy array, a nested list or a torch tensor (duck-typed: torch is never imported)."""
     if hasattr(value, "detach") and hasattr(value, "cpu"):
@@ -50,6 +81,8 @@ def check_float_array(x, name: str = "x", ndim: int | None = 4) -> np.ndarray:
     if ndim is not None and x.ndim != ndim:
         axes = "(B, C, H, W)" if ndim == 4 else f"{ndim} axes"
         raise ValueError(f"{name} must be {ndim}-D {axes}, got {x.ndim}-D with shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} has shape {x.shape}: every axis must have at least one element")
     return x
 
 
@@ -62,12 +95,16 @@ def check_input(x, channels: int | None = None, name: str = "x") -> tuple[int, i
     return x.shape
 
 
-def check_same_shape(dout, expected_shape, name: str = "dout", what: str = "the forward output") -> None:
-    """A gradient must have exactly the shape of the value it is the gradient of."""
-    if not isinstance(dout, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, got {type(dout).__name__}")
+def check_same_shape(dout, expected_shape, name: str = "dout", what: str = "the forward output",
+                     dtype=None) -> None:
+    """A gradient must be a float array with exactly the shape (and, if given, the dtype)
+    of the value it is the gradient of."""
+    check_float_array(dout, name, ndim=None)
     if dout.shape != tuple(expected_shape):
         raise ValueError(f"{name} has shape {dout.shape} but {what} has shape {tuple(expected_shape)}")
+    if dtype is not None and dout.dtype != dtype:
+        raise TypeError(f"{name} has dtype {dout.dtype} but {what} has dtype {np.dtype(dtype)}; "
+                        f"pass {name}.astype(np.{np.dtype(dtype).name})")
 
 
 def check_vector(value, name: str, k: int, dtype=None) -> np.ndarray:
@@ -87,11 +124,5 @@ def check_vector(value, name: str, k: int, dtype=None) -> np.ndarray:
 
 def check_params(params, k: int, dtype) -> dict[str, np.ndarray]:
     """Check a dict of the six official parameters; return them as (k,) arrays of ``dtype``."""
-    if not hasattr(params, "keys"):
-        raise TypeError(f"params must be a dict keyed by {PARAM_NAMES}, got {type(params).__name__}")
-    missing = [n for n in PARAM_NAMES if n not in params]
-    unexpected = [n for n in params.keys() if n not in PARAM_NAMES]
-    if missing or unexpected:
-        raise KeyError(f"params: missing keys {missing}, unexpected keys {unexpected}; "
-                       f"expected exactly {list(PARAM_NAMES)}")
+    check_keys(params, "params")
     return {n: check_vector(params[n], n, k, dtype) for n in PARAM_NAMES}

@@ -1,0 +1,127 @@
+"""Time Shuffle Attention forward + backward: NumPy (sa_numpy, fused) vs torch (sa_torch), CPU, float32.
+
+    python benchmarks/bench_sa.py                          # print the table
+    python benchmarks/bench_sa.py --out docs/benchmarks.md # and write it (what `make bench` runs)
+
+Every number is the median of ``--repeats`` timed runs after warm-up runs. torch runs at
+1 and 2 threads (``torch.set_num_threads``). NumPy runs as it is: its elementwise ufuncs
+and reductions are single-threaded whatever the thread setting. The ``np.copyto`` column
+is one copy of the input, the memory floor: any pass over the data costs at least that.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+import torch
+
+from sa_numpy import random_params, sa_backward, sa_forward
+from sa_torch import SALayer
+
+SHAPES = [((128, 16, 32, 32), 4), ((128, 32, 16, 16), 8), ((128, 64, 8, 8), 8),
+          ((128, 64, 32, 32), 8), ((32, 256, 56, 56), 64)]
+THREADS = (1, 2)
+TARGET = 1.5   # NumPy at most 1.5x torch's time at one thread
+
+
+def median_ms(fn, repeats: int, warmup: int) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def bench_shape(shape, groups, repeats: int, warmup: int) -> dict:
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape, dtype=np.float32)
+    dout = rng.standard_normal(shape, dtype=np.float32)
+    params = random_params(shape[1], groups, np.float32, seed=0)
+
+    def numpy_step():
+        out, cache = sa_forward(x, params, groups)
+        sa_backward(dout, cache)
+
+    layer = SALayer(shape[1], groups)
+    layer.load_state_dict({n: torch.from_numpy(v) for n, v in params.items()})
+    xt = torch.from_numpy(x).requires_grad_(True)
+    dt = torch.from_numpy(dout)
+
+    def torch_step():
+        xt.grad = None
+        layer.zero_grad(set_to_none=True)
+        layer(xt).backward(dt)
+
+    copy_dst = np.empty_like(x)
+    row = {"shape": shape, "groups": groups,
+           "copyto": median_ms(lambda: np.copyto(copy_dst, x), repeats, warmup),
+           "numpy": median_ms(numpy_step, repeats, warmup)}
+    for threads in THREADS:
+        torch.set_num_threads(threads)
+        row[f"torch{threads}"] = median_ms(torch_step, repeats, warmup)
+    return row
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def table(rows) -> str:
+    lines = ["| shape (B, C, H, W) | G | np.copyto (ms) | NumPy fwd+bwd (ms) | torch 1 thread (ms) "
+             "| torch 2 threads (ms) | NumPy / torch 1T | NumPy / torch 2T |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['shape']} | {r['groups']} | {r['copyto']:.2f} | {r['numpy']:.1f} "
+                     f"| {r['torch1']:.1f} | {r['torch2']:.1f} | {r['numpy'] / r['torch1']:.2f} "
+                     f"| {r['numpy'] / r['torch2']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="write the table, with how it was made, to this markdown file")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per number (median)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    args = parser.parse_args(argv)
+
+    rows = []
+    for shape, groups in SHAPES:
+        rows.append(bench_shape(shape, groups, args.repeats, args.warmup))
+        print(f"{shape} G={groups}: numpy {rows[-1]['numpy']:.1f} ms, torch 1T {rows[-1]['torch1']:.1f} ms",
+              file=sys.stderr)
+    text = table(rows)
+    print(text)
+    if args.out:
+        command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
+        worst = max(r["numpy"] / r["torch1"] for r in rows)
+        header = "\n".join([
+            "# Benchmark: NumPy vs torch, Shuffle Attention forward + backward", "",
+            f"- command: `{command}`",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores)",
+            f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
+            f"- float32, median of {args.repeats} runs after {args.warmup} warm-up runs; "
+            f"NumPy single-threaded (its ufuncs are), torch at 1 and 2 threads",
+            f"- worst NumPy / torch (1 thread) ratio: {worst:.2f} (target: at most {TARGET})", ""])
+        with open(args.out, "w") as f:
+            f.write(header + "\n" + text + "\n")
+
+
+if __name__ == "__main__":
+    main()

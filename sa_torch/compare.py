@@ -1,0 +1,108 @@
+"""Train several variants with one recipe over several seeds, and tabulate them.
+
+    python -m sa_torch.compare --variants plain sa se eca --seeds 0 1 2 --epochs 30 \
+        --table docs/results/compare.md --json docs/results/compare.json
+
+Every training flag of ``python -m sa_torch.train`` is accepted and applies to every
+run; ``--variants`` picks the attention (and SA ablation) per run, from ``VARIANTS``.
+The data are loaded once and shared by all runs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from .data import DataError, load_cifar10
+from .train import TrainConfig, parser as train_parser, pick_device, train
+
+# name -> (attention, SA options); the options are TrainConfig fields
+VARIANTS = {
+    "plain": ("none", {}),
+    "sa": ("sa", {}),
+    "sa-no-shuffle": ("sa", {"sa_shuffle": False}),
+    "sa-no-groupnorm": ("sa", {"sa_groupnorm": False}),
+    "sa-conv-affine": ("sa", {"sa_conv_affine": True}),
+    "se": ("se", {}),
+    "eca": ("eca", {}),
+}
+
+
+def run_variants(base: TrainConfig, variants: list[str], seeds: list[int], data,
+                 source: str = "") -> list[dict]:
+    """One training run per (variant, seed); a row of results per run."""
+    rows = []
+    for name in variants:
+        if name not in VARIANTS:
+            raise ValueError(f"variant {name!r} is unknown; choose from {sorted(VARIANTS)}")
+    for name in variants:
+        attention, options = VARIANTS[name]
+        for seed in seeds:
+            out = str(Path(base.out) / f"{name}-seed{seed}") if base.out else None
+            cfg = dataclasses.replace(base, attention=attention, seed=seed, out=out, resume=False,
+                                      **{**dict(sa_shuffle=True, sa_groupnorm=True, sa_conv_affine=False), **options})
+            result = train(cfg, data=data)
+            last = result["metrics"][-1]
+            speeds = [m["images_per_s"] for m in result["metrics"][1:]] or [last["images_per_s"]]
+            rows.append({
+                "name": name, "attention": attention, "options": cfg.model_options(), "seed": seed,
+                "test_acc": last["test_acc"], "test_loss": last["test_loss"], "params": result["params"],
+                "images_per_s": statistics.median(speeds),
+                "train_time": sum(m["train_time"] for m in result["metrics"]),
+                "epochs": cfg.epochs, "device": device_name(pick_device(cfg.device)), "source": source})
+            print(f"{name} seed {seed}: test acc {last['test_acc']:.4f}", flush=True)
+    return rows
+
+
+def device_name(device) -> str:
+    import torch
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return device.type
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per variant, mean ± std over its seeds (std 0 for a single seed)."""
+    lines = ["| variant | attention | seeds | test acc (%) mean ± std | params | images/s (median epoch) | train time (s) |",
+             "|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["name"] for r in rows):
+        runs = [r for r in rows if r["name"] == name]
+        acc = [100 * r["test_acc"] for r in runs]
+        std = statistics.stdev(acc) if len(acc) > 1 else 0.0
+        lines.append(f"| {name} | {runs[0]['attention']} | {len(runs)} | {statistics.mean(acc):.2f} ± {std:.2f} "
+                     f"| {runs[0]['params']:,} | {statistics.mean(r['images_per_s'] for r in runs):,.0f} "
+                     f"| {statistics.mean(r['train_time'] for r in runs):.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = train_parser()
+    p.prog = "python -m sa_torch.compare"
+    p.add_argument("--variants", nargs="+", default=["plain", "sa"], help=f"from {', '.join(VARIANTS)}")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--table", default=None, help="write the markdown table here")
+    p.add_argument("--json", default=None, help="write every run's results here")
+    p.add_argument("--source", default="", help="a tag stored with every run (e.g. gpu-full)")
+    args = vars(p.parse_args(argv))
+    extra = {k: args.pop(k) for k in ("variants", "seeds", "table", "json", "source", "export")}
+    cfg = TrainConfig(**args)
+    try:
+        data = load_cifar10(cfg.data, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
+                            download=cfg.download)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    rows = run_variants(cfg, extra["variants"], extra["seeds"], data, extra["source"])
+    text = table(rows)
+    print(text)
+    if extra["table"]:
+        Path(extra["table"]).write_text(text)
+    if extra["json"]:
+        Path(extra["json"]).write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The grader: solutions pass, untouched exercises are "not attempted", and whatever a
+learner writes ends as a row of the table, never as a crash, never touching the file.
+
+The notebooks run in parallel (one module-wide fixture), since each needs a kernel.
+"""
+import json
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sa_numpy import grade
+from sa_numpy.checks import EXERCISES
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ROOT / "solutions" / "04_shuffle.ipynb"    # the cheapest exercise to check
+SHORT_TIMEOUT = 5
+
+
+def _solution_source() -> str:
+    nb = nbformat.read(BASE, as_version=4)
+    return next(c.source for c in nb.cells if "exercise" in c.metadata.get("tags", []))
+
+
+def _patched(old: str, new: str) -> str:
+    source = _solution_source()
+    assert old in source
+    return source.replace(old, new, 1)
+
+
+FIRST_LINE = "b, c, h, w = x.shape\n    out"
+RETURN = "return out.copy() if np.shares_memory(out, x) else out, groups"
+
+# name: (exercise cell source, timeout, expected status, text the message must contain)
+CASES = {
+    "exception": (lambda: _patched(FIRST_LINE, "b, c, h, w = x.shape\n    1 / 0\n    out"), 60,
+                  "error", "channel_shuffle_forward raised ZeroDivisionError"),
+    "syntax_error": (lambda: _patched("def channel_shuffle_forward(x, groups=2):",
+                                      "def channel_shuffle_forward(x, groups=2)"), 60,
+                     "error", "raised SyntaxError"),
+    "endless_loop_in_a_cell": (lambda: "while True:\n    pass\n", SHORT_TIMEOUT, "timeout", "code cell 2"),
+    "endless_loop_in_the_function": (lambda: _patched(FIRST_LINE, "b, c, h, w = x.shape\n    while True:\n"
+                                                                  "        pass\n    out"),
+                                     SHORT_TIMEOUT, "timeout", "in the checks"),
+    "nan_output": (lambda: _patched(RETURN, "return out * np.nan, groups"), 60, "fail", "NaN where"),
+    "wrong_shape": (lambda: _patched(RETURN, "return out[:, 1:].copy(), groups"), 60, "fail",
+                    "out (groups=2): shape (2, 11, 2, 2) differs"),
+    "wrong_dtype": (lambda: _patched(RETURN, "return out.astype(np.float32), groups"), 60, "fail",
+                    "dtype float32 differs from the expected float64"),
+    "print_flood": (lambda: "for i in range(300_000):\n    print('spam', i)\n" + _solution_source(), 60,
+                    "pass", "Correct: channel shuffle"),
+    "sys_exit": (lambda: "import sys\nsys.exit()\n", 60, "error", "called sys.exit()"),
+    "input_mutation": (lambda: _patched(FIRST_LINE, "b, c, h, w = x.shape\n    x[...] = 0\n    out"), 60,
+                       "fail", "changed its input x in place"),
+    "kernel_killed": (lambda: "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", 60,
+                      "error", "the kernel died"),
+    "half_attempted": (lambda: _patched("    b, c, h, w = dout.shape\n", "    raise NotImplementedError\n"), 60,
+                       "not attempted", "channel_shuffle_backward is not written yet"),
+}
+
+
+def _write_case(folder: Path, name: str, source: str) -> Path:
+    nb = nbformat.read(BASE, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+            if "exercise" in cell.metadata.get("tags", []):
+                cell.source = source
+    path = folder / f"04_{name}.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    """Grade solutions/ (through the command line) and every nasty case, all at once."""
+    tmp = tmp_path_factory.mktemp("grade")
+    paths = {name: _write_case(tmp, name, make()) for name, (make, *_rest) in CASES.items()}
+    garbage = tmp / "04_garbage.ipynb"
+    garbage.write_bytes(b"\x00 this is not json")
+    paths["garbage"] = garbage
+    before = {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()}
+    report = tmp / "solutions-report.json"
+    with ThreadPoolExecutor(6) as pool:
+        cli = pool.submit(grade.main, [str(ROOT / "solutions"), "--report", str(report)])
+        rows = {name: pool.submit(grade.grade_notebook, p, CASES[name][1] if name in CASES else 60)
+                for name, p in paths.items()}
+        rows = {name: future.result() for name, future in rows.items()}
+        exit_code = cli.result()
+    after = {name: (p.read_bytes(), p.stat().st_mtime_ns) for name, p in paths.items()}
+    return {"exit_code": exit_code, "report": json.loads(report.read_text()), "rows": rows,
+            "before": before, "after": after}
+
+
+def test_grader_passes_every_solution(graded, capsys):
+    assert graded["exit_code"] == 0
+    report = graded["report"]
+    assert report["passed"] and report["points"] == report["max_points"] == sum(e.points for e in EXERCISES.values())
+    assert [r["status"] for r in report["rows"]] == ["pass"] * len(EXERCISES)
+    assert all(r["message"].startswith("Correct: ") for r in report["rows"])
+
+
+def test_grader_on_untouched_exercises_says_not_attempted_for_each(tmp_path, capsys):
+    report = tmp_path / "report.json"
+    assert grade.main([str(ROOT / "exercises"), "--report", str(report)]) == 1
+    rows = json.loads(report.read_text())["rows"]
+    assert sorted(r["exercise"] for r in rows) == sorted(EXERCISES)
+    assert {r["status"] for r in rows} == {"not attempted"} and all(r["points"] == 0 for r in rows)
+    table = capsys.readouterr().out
+    assert table.count("not attempted") == len(EXERCISES) and "Traceback" not in table
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_whatever_the_learner_writes_becomes_a_row(graded, name):
+    _make, _timeout, status, text = CASES[name]
+    row = graded["rows"][name]
+    assert (row.status, row.exercise) == (status, "04_shuffle"), row.message
+    assert text in row.message
+    assert row.points == (row.max_points if status == "pass" else 0)
+
+
+def test_a_file_that_is_not_a_notebook_is_an_error_row(graded):
+    row = graded["rows"]["garbage"]
+    assert row.status == "error" and "not a readable notebook" in row.message
+
+
+def test_grading_never_touches_the_learners_files(graded):
+    assert graded["after"] == graded["before"]
+
+
+def test_the_table_shows_status_points_and_the_hint():
+    row = grade.Row("02_channel_gate", "exercises/02_channel_gate.ipynb", "fail", 0, 2,
+                    "y0: values differ\n  hint: apply the sigmoid")
+    table = grade.format_table([row])
+    assert "02_channel_gate" in table and "fail" in table and "0/2" in table
+    assert "hint: apply the sigmoid" in table and table.splitlines()[-1].split() == ["total", "0/2"]
+
+
+def test_a_missing_path_is_a_usage_error(tmp_path):
+    with pytest.raises(SystemExit) as info:
+        grade.main([str(tmp_path / "nope.ipynb")])
+    assert info.value.code == 2
