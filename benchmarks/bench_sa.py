@@ -93,34 +93,62 @@ def table(rows) -> str:
     return "\n".join(lines)
 
 
+def verdict(rows) -> str:
+    """A paragraph on where NumPy stands against the target, from the numbers of this run."""
+    ratios = [r["numpy"] / r["torch1"] for r in rows]
+    missed = [f"{r['shape']} G={r['groups']} ({q:.2f}x)" for r, q in zip(rows, ratios) if q > TARGET]
+    worst = max(range(len(rows)), key=lambda i: ratios[i])
+    floor = max(r["numpy"] / r["copyto"] for r in rows)
+    low = min(r["numpy"] / r["copyto"] for r in rows)
+    verdict = (f"NumPy meets the target (at most {TARGET}x torch's time at one thread) on every shape; "
+               if not missed else f"NumPy misses the target ({TARGET}x torch at one thread) on {', '.join(missed)}; ")
+    best = min(range(len(rows)), key=lambda i: ratios[i])
+    return (verdict +
+            f"the worst ratio is {ratios[worst]:.2f} at {rows[worst]['shape']} G={rows[worst]['groups']}, "
+            f"the best {ratios[best]:.2f} at {rows[best]['shape']} G={rows[best]['groups']}. "
+            "NumPy runs one thread whatever the setting (its ufuncs are single-threaded), so the "
+            "2-thread column compares one NumPy thread with two torch threads. The fused NumPy layer "
+            "makes about 11 passes over the data forward and 15 backward, and allocates out, dx and "
+            f"half-size temporaries: {low:.0f} to {floor:.0f} times one np.copyto of the input, a copy "
+            "that runs from cache when the input fits there. Timings on a shared machine vary by tens "
+            "of percent from run to run.")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="write the table, with how it was made, to this markdown file")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per number (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
+    parser.add_argument("--runs", type=int, default=2,
+                        help="run the whole benchmark this many times and keep the run with the lowest total time")
     args = parser.parse_args(argv)
 
-    rows = []
-    for shape, groups in SHAPES:
-        rows.append(bench_shape(shape, groups, args.repeats, args.warmup))
-        print(f"{shape} G={groups}: numpy {rows[-1]['numpy']:.1f} ms, torch 1T {rows[-1]['torch1']:.1f} ms",
-              file=sys.stderr)
+    runs = []
+    for run in range(args.runs):
+        rows = []
+        for shape, groups in SHAPES:
+            rows.append(bench_shape(shape, groups, args.repeats, args.warmup))
+            print(f"run {run + 1}: {shape} G={groups}: numpy {rows[-1]['numpy']:.1f} ms, "
+                  f"torch 1T {rows[-1]['torch1']:.1f} ms", file=sys.stderr)
+        runs.append(rows)
+    total = lambda rows: sum(r["numpy"] + r["torch1"] + r["torch2"] for r in rows)
+    rows = min(runs, key=total)
     text = table(rows)
     print(text)
     if args.out:
         command = "python " + " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:])
-        worst = max(r["numpy"] / r["torch1"] for r in rows)
         header = "\n".join([
             "# Benchmark: NumPy vs torch, Shuffle Attention forward + backward", "",
             f"- command: `{command}`",
             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
             f"- CPU: {cpu_model()} ({os.cpu_count()} logical cores)",
             f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
-            f"- float32, median of {args.repeats} runs after {args.warmup} warm-up runs; "
-            f"NumPy single-threaded (its ufuncs are), torch at 1 and 2 threads",
-            f"- worst NumPy / torch (1 thread) ratio: {worst:.2f} (target: at most {TARGET})", ""])
+            f"- float32; each number is the median of {args.repeats} runs after {args.warmup} warm-up runs; "
+            f"the whole benchmark ran {args.runs} times and this is the run with the lowest total time",
+            "- NumPy: `sa_forward` + `sa_backward` (fused); torch: `sa_torch.SALayer` forward + "
+            "`backward` (autograd), at 1 and 2 threads (`torch.set_num_threads`)", ""])
         with open(args.out, "w") as f:
-            f.write(header + "\n" + text + "\n")
+            f.write(header + "\n" + text + "\n\n" + verdict(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def make_runner(attention: str, device, batch: int, channels_last: bool, compile
     cfg = TrainConfig(attention=attention, groups=groups)
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(10**9, 1))
-    net = torch.compile(model) if compile_ else model
+    net = torch.compile(model, mode=compile_) if compile_ else model
     rng = np.random.default_rng(0)
     data = DeviceData(rng.integers(0, 256, (4 * batch, 32, 32, 3), dtype=np.uint8),
                       rng.integers(0, 10, 4 * batch), device, channels_last)
@@ -67,7 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
     p.add_argument("--attention", nargs="+", default=["none", "sa"])
     p.add_argument("--channels-last", choices=["on", "off", "both"], default="off")
-    p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile mode (default, reduce-overhead, ...)")
     p.add_argument("--out", default=None, help="write a markdown report here")
     args = p.parse_args(argv)
     device = pick_device(args.device)

@@ -1,33 +1,35 @@
 #!/usr/bin/env bash
 # The recorded GPU runs behind docs/results/ (one H100). Usage:
 #   bash benchmarks/gpu_runs.sh STAGE OUTDIR
-# STAGE: env | checkpoint | bench | seeds | ablations. DATA (default .gpu/cifar10-jpeg.tar.gz) is
+# STAGE: env | checkpoint | bench | seeds | ablations. COMPILE is added to the training commands. DATA (default .gpu/cifar10-jpeg.tar.gz) is
 # the JPEG copy; EXTRA is appended to every training command (e.g. "--device cpu --limit-train 512
 # --limit-test 256 --epochs 1" to try the stages on a CPU first). RECIPE is the shared recipe.
 set -euo pipefail
 STAGE=$1
 OUT=$2
 PY=${PY:-python}
+export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
 DATA=${DATA:-.gpu/cifar10-jpeg.tar.gz}
 RECIPE=${RECIPE:---epochs 40 --batch-size 512 --lr 0.4 --warmup-epochs 2 --label-smoothing 0.1 --weight-decay 5e-4 --tta}
 EXTRA=${EXTRA:-}
+COMPILE=${COMPILE:-}   # e.g. "--compile reduce-overhead"
 BENCH=${BENCH:---device cuda --batch-size 512 --steps 20 --rounds 5 --warmup 5}
 mkdir -p "$OUT"
 case $STAGE in
   env)
     { nvidia-smi || true; $PY -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no cuda')"; } > "$OUT/env.txt" 2>&1 ;;
   checkpoint)
-    $PY -m sa_torch.train --model resnet20 --attention sa --groups 4 --seed 0 --data "$DATA" $RECIPE $EXTRA \
+    $PY -m sa_torch.train --model resnet20 --attention sa --groups 4 --seed 0 --data "$DATA" $RECIPE $COMPILE $EXTRA \
         --quiet --out "$OUT/sa-resnet20-seed0" --export "$OUT/sa_resnet20_cifar10.pt" ;;
   bench)
     $PY benchmarks/bench_train_cpu.py $BENCH --channels-last both --out "$OUT/step_time_eager.md"
-    $PY benchmarks/bench_train_cpu.py $BENCH --channels-last on --compile --out "$OUT/step_time_compiled.md" ;;
+    $PY benchmarks/bench_train_cpu.py $BENCH --channels-last on --compile ${BENCH_COMPILE:-default} --out "$OUT/step_time_compiled.md" ;;
   seeds)
-    $PY -m sa_torch.compare --variants plain sa --seeds 0 1 2 --data "$DATA" $RECIPE $EXTRA --quiet \
+    $PY -m sa_torch.compare --variants plain sa --seeds 0 1 2 --data "$DATA" $RECIPE $COMPILE $EXTRA --quiet \
         --source gpu-full --out "$OUT/seeds" --table "$OUT/seeds.md" --json "$OUT/seeds.json" ;;
   ablations)
     $PY -m sa_torch.compare --variants sa-no-shuffle sa-no-groupnorm sa-conv-affine se eca --seeds 0 \
-        --data "$DATA" $RECIPE $EXTRA --quiet --source gpu-full --out "$OUT/ablations" \
+        --data "$DATA" $RECIPE $COMPILE $EXTRA --quiet --source gpu-full --out "$OUT/ablations" \
         --table "$OUT/ablations.md" --json "$OUT/ablations.json" ;;
   *) echo "unknown stage $STAGE" >&2; exit 2 ;;
 esac

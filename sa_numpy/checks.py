@@ -73,15 +73,16 @@ def _arrays(value):
             yield from _arrays(v)
 
 
-def _call(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...], **kwargs):
+def _call(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...], watch=(), **kwargs):
     """Call a learner's function; check it left its array inputs alone and returned ``returns``.
 
     ``args`` are (label, value) pairs in positional order; arrays inside any argument
-    except one labelled "cache" must be unchanged after the call.
+    except one labelled "cache", and inside the (label, value) pairs of ``watch`` (a
+    backward's cache may hold the forward's inputs), must be unchanged after the call.
     """
     if not callable(fn):
         raise AssertionError(f"{name} should be a function, got {type(fn).__name__}")
-    watched = [(label, a, a.copy()) for label, v in args if label != "cache" for a in _arrays(v)]
+    watched = [(label, a, a.copy()) for label, v in (*args, *watch) if label != "cache" for a in _arrays(v)]
     try:
         result = fn(*(v for _, v in args), **kwargs)
     except NotImplementedError:
@@ -113,26 +114,28 @@ def _close(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-8 * scale + 1e-12))
 
 
+def _diagnose(ours, reference: np.ndarray, mistakes) -> str | None:
+    """The hint for a failed comparison: a dtype hint, or the first known mistake (hint, make)
+    whose make() the learner's array matches."""
+    if not isinstance(ours, np.ndarray):
+        return None
+    if ours.dtype != reference.dtype:
+        return (f"compute in the input's dtype ({reference.dtype}): look for .astype(...), "
+                f"np.float32 or an array created without dtype=x.dtype")
+    with np.errstate(all="ignore"):
+        mine = ours.astype(np.float64)
+        return next((text for text, make in mistakes if _close(mine, np.asarray(make(), dtype=np.float64))), None)
+
+
 def _expect(name: str, ours, reference, mistakes=(), rtol: float | None = None):
-    """compare() with a hint: the first known mistake (hint, make) whose make() ``ours`` matches."""
+    """compare(), with a hint when the learner's array matches a known mistake."""
     if ours is not None and not isinstance(ours, np.ndarray):
         raise AssertionError(f"{name}: got {type(ours).__name__}, expected a numpy.ndarray")
     try:
         return compare(name, ours, reference, rtol=rtol)
     except AssertionError:
-        hint = None
-        if isinstance(ours, np.ndarray) and ours.dtype != reference.dtype:
-            hint = (f"compute in the input's dtype ({reference.dtype}): look for .astype(...), "
-                    f"np.float32 or an array created without dtype=x.dtype")
-        else:
-            with np.errstate(all="ignore"):
-                mine = np.asarray(ours, dtype=np.float64) if ours is not None else None
-                for text, make in mistakes:
-                    if mine is not None and _close(mine, np.asarray(make(), dtype=np.float64)):
-                        hint = text
-                        break
-        compare(name, ours, reference, rtol=rtol, hint=hint)
-        raise   # compare always raises again here; this line only keeps the flow explicit
+        hint = _diagnose(ours, reference, mistakes)
+    return compare(name, ours, reference, rtol=rtol, hint=hint)   # fails again, now with the hint
 
 
 def _not_a_view(name: str, out: np.ndarray, inputs: dict[str, np.ndarray]) -> None:
@@ -192,6 +195,29 @@ def _away_from_zero(rng, shape) -> np.ndarray:
     return rng.uniform(0.5, 1.5, shape) * rng.choice([-1.0, 1.0], shape)
 
 
+def _check_outputs(report: _Report, names, ours, refs, numerics, mistakes: dict, no_alias: dict) -> None:
+    """Each output against its numerical gradient (when given), then against the reference."""
+    for name, mine, ref, num in zip(names, ours, refs, numerics):
+        if num is not None:
+            report.expect(f"{name} (vs numerical gradient)", mine, num, mistakes.get(name, ()), numeric=True)
+        report.expect(name, mine, ref, mistakes.get(name, ()))
+        _not_a_view(name, mine, no_alias)
+
+
+_SUMMED = "it is shared by every row and pixel, so sum its gradient over all of them"
+
+
+def _shape_mistakes(name: str, ref: np.ndarray, unsummed=None):
+    """Hints every parameter gradient shares: right values in the wrong shape, and, when the
+    per-row terms are given, not summed over the rows."""
+    reshape = (f"right values, wrong shape: return {name} in the parameter's shape {ref.shape}, "
+               f"e.g. with .reshape(param.shape)")
+    hints = [(reshape, lambda: ref.reshape(-1)), (reshape, lambda: ref.reshape(1, -1, 1, 1))]
+    if unsummed is not None:
+        hints.insert(0, (f"{name} must have the shape of the parameter, {ref.shape}: {_SUMMED}", lambda: unsummed))
+    return hints
+
+
 # --------------------------------------------------------------------------- grouping
 
 def check_grouping(group_split_forward_fn, group_split_backward_fn,
@@ -234,17 +260,16 @@ def check_grouping(group_split_forward_fn, group_split_backward_fn,
     dx0, dx1 = rng.normal(size=rx0.shape), rng.normal(size=rx1.shape)
     rdx = group_split_backward((dx0, dx1), rcache)
     dx = _call(group_split_backward_fn, "group_split_backward",
-               [("(dx0, dx1)", (dx0, dx1)), ("cache", cache)], ("dx",))
-    report.expect("dx", dx, rdx, [
+               [("(dx0, dx1)", (dx0, dx1)), ("cache", cache)], ("dx",), watch=[("x", x)])
+    halves_of = lambda v: np.concatenate(group_split_forward(v, g)[0], axis=1)
+    numeric = _numeric(halves_of, x, np.concatenate([dx0, dx1], axis=1))
+    _check_outputs(report, ("dx",), (dx,), (rdx,), (numeric,), {"dx": [
         ("dx0 goes back to the first half of each group and dx1 to the second; you swapped them",
          lambda: group_split_backward((dx1, dx0), rcache)),
         ("undo the forward exactly: concatenate dx0 and dx1 along the channel axis (axis=1), "
          "then reshape to (B, C, H, W)",
          lambda: np.concatenate([dx0.reshape(b, -1, h, w), dx1.reshape(b, -1, h, w)], axis=1)),
-    ])
-    halves_of = lambda v: np.concatenate(group_split_forward(v, g)[0], axis=1)
-    report.expect("dx (vs numerical gradient)", dx,
-                       _numeric(halves_of, x, np.concatenate([dx0, dx1], axis=1)), numeric=True)
+    ]}, {"dx0": dx0, "dx1": dx1})
 
     y0, y1 = rng.normal(size=rx0.shape), rng.normal(size=rx1.shape)
     ry, rmcache = group_merge_forward(y0, y1, b)
@@ -261,37 +286,13 @@ def check_grouping(group_split_forward_fn, group_split_backward_fn,
     dy = rng.normal(size=x.shape)
     rdy0, rdy1 = group_merge_backward(dy, rmcache)
     ours = _call(group_merge_backward_fn, "group_merge_backward", [("dout", dy), ("cache", mcache)],
-                 ("dy0", "dy1"))
-    for name, mine, ref, other in (("dy0", ours[0], rdy0, rdy1), ("dy1", ours[1], rdy1, rdy0)):
-        report.expect(name, mine, ref, [
-            ("dy0 is the first half of each group of dout and dy1 the second; you swapped them",
-             lambda other=other: other)])
-        _not_a_view(name, mine, {"dout": dy})
-    merge_of = lambda v: group_merge_forward(v[0], v[1], b)[0]
-    report.expect("dy0, dy1 (vs numerical gradient)", np.stack(ours),
-                       _numeric(merge_of, np.stack([y0, y1]), dy), numeric=True)
+                 ("dy0", "dy1"), watch=[("y0", y0), ("y1", y1)])
+    numerics = (_numeric(lambda v: group_merge_forward(v, y1, b)[0], y0, dy),
+                _numeric(lambda v: group_merge_forward(y0, v, b)[0], y1, dy))
+    swapped = "dy0 is the first half of each group of dout and dy1 the second; you swapped them"
+    _check_outputs(report, ("dy0", "dy1"), ours, (rdy0, rdy1), numerics,
+                   {"dy0": [(swapped, lambda: rdy1)], "dy1": [(swapped, lambda: rdy0)]}, {"dout": dy})
     report.praise()
-
-
-
-def _check_outputs(report: _Report, names, ours, refs, numerics, mistakes: dict, no_alias: dict) -> None:
-    """Each output against its numerical gradient (when given), then against the reference."""
-    for name, mine, ref, num in zip(names, ours, refs, numerics):
-        if num is not None:
-            report.expect(f"{name} (vs numerical gradient)", mine, num, mistakes.get(name, ()), numeric=True)
-        report.expect(name, mine, ref, mistakes.get(name, ()))
-        _not_a_view(name, mine, no_alias)
-
-
-_SUMMED = "it is shared by every row and pixel, so sum its gradient over all of them"
-
-
-def _shape_mistakes(name: str, unsummed, ref):
-    """Two hints every parameter gradient shares: not summed over rows, or not reshaped."""
-    reshape = (f"right values, wrong shape: return {name} in the parameter's shape {ref.shape}, "
-               f"e.g. with .reshape(param.shape)")
-    return [(f"{name} must have the shape of the parameter, {ref.shape}: {_SUMMED}", lambda: unsummed),
-            (reshape, lambda: ref.reshape(-1)), (reshape, lambda: ref.reshape(1, -1, 1, 1))]
 
 
 # --------------------------------------------------------------------------- channel gate
@@ -321,7 +322,10 @@ def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> Non
     report = _Report("channel gate, forward and backward")
     ry0, rcache = channel_gate_forward(x0, cw, cb)
     s = x0.mean(axis=(2, 3), keepdims=True)
-    gate = lambda pooled, z_of=lambda p: cw * p + cb: x0 * sigmoid(z_of(pooled))
+
+    def gate(pooled, affine=lambda p: cw * p + cb):
+        """x0 gated by sigmoid(affine(pooled)): the forward, with the pooling or the affine swapped."""
+        return x0 * sigmoid(affine(pooled))
     args = [("x0", x0), ("cweight", cw), ("cbias", cb)]
     y0, cache = _call(channel_gate_forward_fn, "channel_gate_forward", args, ("y0", "cache"))
     report.expect("y0", y0, ry0, [
@@ -333,7 +337,8 @@ def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> Non
          lambda: gate(x0.mean(axis=(1, 2, 3), keepdims=True))),
         ("average over the pixels of each row, axis=(2, 3); you also averaged over the batch axis",
          lambda: gate(x0.mean(axis=(0, 2, 3), keepdims=True))),
-        ("global AVERAGE pooling: use the mean over (H, W), not the max", lambda: gate(x0.max(axis=(2, 3), keepdims=True))),
+        ("global AVERAGE pooling: use the mean over (H, W), not the max",
+         lambda: gate(x0.max(axis=(2, 3), keepdims=True))),
         ("global AVERAGE pooling: divide the sum over (H, W) by H*W", lambda: gate(s * h * w)),
         ("the affine is per channel (cweight[k] * s[n, k] + cbias[k]), each channel gets its own gate; "
          "you shared one gate across the group's channels (a dot product, as in SE's FC layer)",
@@ -348,7 +353,7 @@ def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> Non
     dout = rng.normal(size=x0.shape)
     refs = channel_gate_backward(dout, rcache)
     ours = _call(channel_gate_backward_fn, "channel_gate_backward", [("dout", dout), ("cache", cache)],
-                 ("dx0", "dcweight", "dcbias"))
+                 ("dx0", "dcweight", "dcbias"), watch=args)
     numerics = (_numeric(lambda v: channel_gate_forward(v, cw, cb)[0], x0, dout),
                 _numeric(lambda v: channel_gate_forward(x0, v, cb)[0], cw, dout),
                 _numeric(lambda v: channel_gate_forward(x0, cw, v)[0], cb, dout))
@@ -367,9 +372,9 @@ def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> Non
                  lambda: variant(0, direct=False))],
         "dcweight": [(no_deriv, lambda: sum0(1, dsig="none")), (sigma_only, lambda: sum0(1, dsig="sigma")),
                      ("dz/dcweight is the pooled mean s: dcweight = sum(dz * s)", lambda: sum0(2)),
-                     *_shape_mistakes("dcweight", variant(1), refs[1])],
+                     *_shape_mistakes("dcweight", refs[1], variant(1))],
         "dcbias": [(no_deriv, lambda: sum0(2, dsig="none")), (sigma_only, lambda: sum0(2, dsig="sigma")),
-                   *_shape_mistakes("dcbias", variant(2), refs[2])],
+                   *_shape_mistakes("dcbias", refs[2], variant(2))],
     }
     _check_outputs(report, ("dx0", "dcweight", "dcbias"), ours, refs, numerics, mistakes, {"dout": dout})
     report.praise()
@@ -434,7 +439,7 @@ def check_groupnorm(groupnorm_forward_fn, groupnorm_backward_fn) -> None:
     dout = rng.normal(size=x.shape)
     refs = groupnorm_backward(dout, rcache)
     ours = _call(groupnorm_backward_fn, "groupnorm_backward", [("dout", dout), ("cache", cache)],
-                 ("dx", "dgamma", "dbeta"))
+                 ("dx", "dgamma", "dbeta"), watch=args)
     fwd = lambda xx=x, gg=gamma, bb=beta: groupnorm_forward(xx, gg, bb, groups, eps=EPS)[0]
     numerics = (_numeric(lambda v: fwd(xx=v), x, dout), _numeric(lambda v: fwd(gg=v), gamma, dout),
                 _numeric(lambda v: fwd(bb=v), beta, dout))
@@ -449,8 +454,8 @@ def check_groupnorm(groupnorm_forward_fn, groupnorm_backward_fn) -> None:
                 lambda: dx(use_gamma=False))],
         "dgamma": [("gamma multiplies xhat, the NORMALISED input: dgamma = sum(dout * xhat)",
                     lambda: (dout * x).sum(axis=(0, 2, 3))),
-                   *_shape_mistakes("dgamma", (dout * rcache.xhat).sum(axis=(2, 3)), refs[1])],
-        "dbeta": _shape_mistakes("dbeta", dout.sum(axis=(2, 3)), refs[2]),
+                   *_shape_mistakes("dgamma", refs[1], (dout * rcache.xhat).sum(axis=(2, 3)))],
+        "dbeta": _shape_mistakes("dbeta", refs[2], dout.sum(axis=(2, 3))),
     }
     _check_outputs(report, ("dx", "dgamma", "dbeta"), ours, refs, numerics, mistakes, {"dout": dout})
     report.praise()
@@ -510,7 +515,8 @@ def check_spatial_gate(spatial_gate_forward_fn, spatial_gate_backward_fn) -> Non
     dout = rng.normal(size=x1.shape)
     names = ("dx1", "dsweight", "dsbias", "dgn_weight", "dgn_bias")
     refs = spatial_gate_backward(dout, rcache)
-    ours = _call(spatial_gate_backward_fn, "spatial_gate_backward", [("dout", dout), ("cache", cache)], names)
+    ours = _call(spatial_gate_backward_fn, "spatial_gate_backward", [("dout", dout), ("cache", cache)], names,
+                 watch=args)
 
     def fwd_with(i):
         def f(v):
@@ -534,7 +540,7 @@ def check_spatial_gate(spatial_gate_forward_fn, spatial_gate_backward_fn) -> Non
     }
     for i, name in enumerate(names[1:], start=1):
         mistakes[name] = [(no_deriv, lambda i=i: summed(i, dsig="none")),
-                          *_shape_mistakes(name, variant(i).sum(axis=(2, 3)), refs[i])]
+                          *_shape_mistakes(name, refs[i], variant(i).sum(axis=(2, 3)))]
     mistakes["dsweight"].insert(1, ("sweight multiplies the normalised n, not x1: dsweight = sum(dz * n)",
                                     lambda: (variant(2) * x1).sum(axis=(0, 2, 3)).reshape(refs[1].shape)))
     _check_outputs(report, names, ours, refs, numerics, mistakes, {"dout": dout})
@@ -568,7 +574,7 @@ def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> No
         dout = rng.normal(size=x.shape)
         rdx = channel_shuffle_backward(dout, rcache)
         dx = _call(channel_shuffle_backward_fn, "channel_shuffle_backward", [("dout", dout), ("cache", cache)],
-                   ("dx",))
+                   ("dx",), watch=[("x", x)])
         numeric = _numeric(lambda v: shuffle(v, groups), x, dout)
         _check_outputs(report, ("dx" + tag,), (dx,), (rdx,), (numeric,), {"dx" + tag: [
             ("the backward of a permutation is its INVERSE: shuffle dout with C/groups groups "
@@ -621,7 +627,8 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
 
     dout = rng.normal(size=x.shape)
     rdx, rgrads = sa_backward(dout, rcache)
-    dx, grads = _call(sa_backward_fn, "sa_backward", [("dout", dout), ("cache", cache)], ("dx", "grads"))
+    dx, grads = _call(sa_backward_fn, "sa_backward", [("dout", dout), ("cache", cache)], ("dx", "grads"),
+                      watch=args)
     if not isinstance(grads, dict) or set(grads) != set(PARAM_NAMES):
         keys = sorted(grads) if isinstance(grads, dict) else type(grads).__name__
         raise AssertionError(f"grads: expected a dict with exactly the keys {list(PARAM_NAMES)}, got {keys}")
@@ -633,17 +640,16 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
     numerics = (_numeric(fwd_with(None), x, dout), *(_numeric(fwd_with(n), params[n], dout) for n in PARAM_NAMES))
     # the backward is linear in dout: a wrong un-shuffle of dout is the right backward of another dout
     shuffled = lambda v: channel_shuffle_forward(v, 2)[0]
-    wrong = {"no_unshuffle": sa_backward(shuffled(dout), rcache),
-             "shuffle_again": sa_backward(shuffled(shuffled(dout)), rcache)}
-    unshuffle_hints = {
-        "no_unshuffle": "the forward ends with a shuffle, so the backward starts by un-shuffling dout "
-                        "(channel_shuffle_backward); you skipped it",
-        "shuffle_again": "un-shuffle dout with the INVERSE permutation (channel_shuffle_backward), "
-                         "not with the forward shuffle"}
-    mistakes = {name: [(hint, lambda key=key, i=i: (wrong[key][0] if i == 0 else wrong[key][1][PARAM_NAMES[i - 1]]))
-                       for key, hint in unshuffle_hints.items()] for i, name in enumerate(names)}
+    as_tuple = lambda dx_grads: (dx_grads[0], *(dx_grads[1][n] for n in PARAM_NAMES))
+    unshuffle_mistakes = [
+        ("the forward ends with a shuffle, so the backward starts by un-shuffling dout "
+         "(channel_shuffle_backward); you skipped it", as_tuple(sa_backward(shuffled(dout), rcache))),
+        ("un-shuffle dout with the INVERSE permutation (channel_shuffle_backward), not with the forward "
+         "shuffle", as_tuple(sa_backward(shuffled(shuffled(dout)), rcache)))]
+    mistakes = {name: [(hint, lambda v=values[i]: v) for hint, values in unshuffle_mistakes]
+                for i, name in enumerate(names)}
     for name, pname in zip(names[1:], PARAM_NAMES):
-        mistakes[name] += _shape_mistakes(name, np.zeros(0), rgrads[pname])[1:]
+        mistakes[name] += _shape_mistakes(name, rgrads[pname])
     refs = (rdx, *(rgrads[n] for n in PARAM_NAMES))
     ours = (dx, *(grads[n] for n in PARAM_NAMES))
     _check_outputs(report, names, ours, refs, numerics, mistakes, {"dout": dout})

@@ -97,7 +97,7 @@ def compare(name: str, ours, reference, rtol: float | None = None, atol: float |
     if bad_nan.any():
         idx = tuple(int(i) for i in np.argwhere(bad_nan)[0])
         fail(f"NaN where the reference has none (or the reverse) at index {idx}: "
-             f"ours {a[idx]!r}, expected {b[idx]!r}; {int(bad_nan.sum())} such entries")
+             f"ours {float(a[idx])}, expected {float(b[idx])}; {int(bad_nan.sum())} such entries")
     finite = np.isfinite(a) & np.isfinite(b)
     same_special = ~finite & ((a == b) | (np.isnan(a) & np.isnan(b)))
     diff = np.where(finite, np.abs(a - b), np.where(same_special, 0.0, np.inf))

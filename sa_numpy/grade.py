@@ -21,6 +21,7 @@ runs in its own worker process, with a hard time limit and a cap on captured out
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -39,9 +40,8 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
-from .checks import EXERCISES, stub_message
+from .checks import EXERCISES
 
-STATUSES = ("pass", "fail", "not attempted", "error", "timeout")
 OUTPUT_CAP = 100_000          # characters of printed output kept per cell
 GRACE_S = 60                  # kernel start and shutdown, on top of the notebook's timeout
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -76,12 +76,27 @@ def _code_cells(nb) -> list:
     return [c for c in nb.cells if c.cell_type == "code" and "check" not in c.metadata.get("tags", [])]
 
 
+def _is_stub(function: ast.FunctionDef) -> bool:
+    """A function whose body is only a docstring and ``raise NotImplementedError(...)``."""
+    body = function.body[1:] if ast.get_docstring(function) is not None else function.body
+    return (len(body) == 1 and isinstance(body[0], ast.Raise) and body[0].exc is not None
+            and "NotImplementedError" in ast.unparse(body[0].exc))
+
+
 def untouched(nb, exercise: str) -> bool:
-    """True when every function of the exercise is defined once and is still its stub."""
-    source = "\n".join(c.source for c in _code_cells(nb))
+    """True when every function of the exercise is defined once, as the stub it started as.
+    Such a notebook is "not attempted" without starting a kernel."""
+    defs = {}
+    for cell in _code_cells(nb):
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:      # magics, or a learner's syntax error: let the kernel judge
+            return False
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef):
+                defs.setdefault(node.name, []).append(node)
     names = [n for _, names in EXERCISES[exercise].checks for n in names]
-    return all(len(re.findall(rf"^\s*def {n}\(", source, re.M)) == 1 and stub_message(n) in source
-               for n in names)
+    return all(len(defs.get(n, [])) == 1 and _is_stub(defs[n][0]) for n in names)
 
 
 def _location(traceback_lines) -> str:
@@ -152,11 +167,8 @@ def _run_in_kernel(copy: Path, exercise: str, timeout: float) -> tuple[str, str]
         return "error", (f"the kernel died in {current()}: exit(), os._exit(), a crash or running out "
                          f"of memory. A notebook must run top to bottom without stopping the kernel")
     except CellExecutionError as exc:
-        index = next((i for i, c in enumerate(run.cells)
-                      if any(o.output_type == "error" for o in c.outputs)), len(cells))
-        error = next(o for o in run.cells[index].outputs if o.output_type == "error") \
-            if index < len(run.cells) and run.cells[index].outputs else None
-        tb = error.traceback if error is not None else []
+        errors = [(i, o.traceback) for i, c in enumerate(run.cells) for o in c.outputs if o.output_type == "error"]
+        index, tb = errors[0] if errors else (len(cells), [])
         where = labels[index] + _location(tb)
         return _classify(exc.ename, exc.evalue, where, in_check=index == len(cells))
     praise = "".join(o.get("text", "") for o in run.cells[-1].outputs if o.output_type == "stream")

@@ -126,7 +126,7 @@ def _fmt(value: float) -> str:
 _HEADER = ("step", "tensor", "shape", "max abs diff", "max rel diff", "ok")
 
 
-@dataclass
+@dataclass(repr=False)
 class TraceReport:
     """Every compared intermediate (``rows``, forward then backward order) and the first
     one that differs (``first_divergence``, None when all agree)."""
@@ -144,12 +144,16 @@ class TraceReport:
     def summary(self) -> str:
         """The verdict, with the hint for the first divergence."""
         first = self.first_divergence
+        note = f"(float64, rtol {self.rtol:g}; max rel diff = max abs diff / max |torch value|)"
         if first is None:
-            checked = sum(row.ok for row in self.rows)
-            return (f"All {checked} intermediates match sa_torch.SALayer "
-                    f"(float64, rtol {self.rtol:g}; max rel diff = max abs diff / max |torch value|).")
-        return (f"First divergence: {first.tensor!r} in {first.step} ({first.status}).\n"
+            return f"All {sum(row.ok for row in self.rows)} intermediates match sa_torch.SALayer {note}."
+        return (f"First divergence: {first.tensor!r} in {first.step} ({first.status}) {note}.\n"
                 f"  {first.detail}\n  what this step does: {HINTS[first.tensor]}")
+
+    def __repr__(self) -> str:
+        first = self.first_divergence
+        where = "none" if first is None else f"{first.tensor!r} in {first.step} ({first.status})"
+        return f"<TraceReport: {len(self.rows)} tensors compared, first divergence: {where}>"
 
     def __str__(self) -> str:
         table = [_HEADER] + [row.cells() for row in self.rows]
@@ -352,9 +356,9 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
 
         def run(part=part, tensors=tensors, cache=cache):
             outputs = backward[part](cache)
-            if not isinstance(outputs, tuple) or len(outputs) != len(tensors):
-                raise ValueError(f"{part} must return {len(tensors)} values {tensors}, "
-                                 f"got {type(outputs).__name__} of length {len(outputs) if isinstance(outputs, tuple) else 1}")
+            if not isinstance(outputs, (tuple, list)) or len(outputs) != len(tensors):
+                got = len(outputs) if isinstance(outputs, (tuple, list)) else f"one {type(outputs).__name__}"
+                raise ValueError(f"{part} must return {len(tensors)} values {tensors}, got {got}")
             return dict(zip(tensors, outputs)), None
         values, _ = t.step(part, tensors, run)
         v.update(values)

@@ -31,8 +31,8 @@ VARIANTS = {
 
 
 def run_variants(base: TrainConfig, variants: list[str], seeds: list[int], data,
-                 source: str = "") -> list[dict]:
-    """One training run per (variant, seed); a row of results per run."""
+                 source: str = "", on_run=None) -> list[dict]:
+    """One training run per (variant, seed); a row of results per run (``on_run(rows)`` after each)."""
     rows = []
     for name in variants:
         if name not in VARIANTS:
@@ -53,6 +53,8 @@ def run_variants(base: TrainConfig, variants: list[str], seeds: list[int], data,
                 "train_time": sum(m["train_time"] for m in result["metrics"]),
                 "epochs": cfg.epochs, "device": device_name(pick_device(cfg.device)), "source": source})
             print(f"{name} seed {seed}: test acc {last['test_acc']:.4f}", flush=True)
+            if on_run is not None:
+                on_run(rows)
     return rows
 
 
@@ -94,13 +96,15 @@ def main(argv=None) -> int:
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = run_variants(cfg, extra["variants"], extra["seeds"], data, extra["source"])
-    text = table(rows)
-    print(text)
-    if extra["table"]:
-        Path(extra["table"]).write_text(text)
-    if extra["json"]:
-        Path(extra["json"]).write_text(json.dumps(rows, indent=1) + "\n")
+
+    def save(rows):   # after every run, so that an interrupted comparison keeps what it has
+        if extra["table"]:
+            Path(extra["table"]).write_text(table(rows))
+        if extra["json"]:
+            Path(extra["json"]).write_text(json.dumps(rows, indent=1) + "\n")
+
+    rows = run_variants(cfg, extra["variants"], extra["seeds"], data, extra["source"], on_run=save)
+    print(table(rows))
     return 0
 
 

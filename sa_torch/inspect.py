@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -276,6 +277,9 @@ def load_trained(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module
     """
     from .train import TrainConfig
 
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no trained model at {path}: train one and export it with "
+                                f"`python -m sa_torch.train --export {path}` (see the README)")
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     missing = [k for k in ("state_dict", "config") if k not in checkpoint]
     if missing:
@@ -287,15 +291,37 @@ def load_trained(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module
     return model.eval(), checkpoint
 
 
-def between_class_fraction(values: torch.Tensor, labels: torch.Tensor) -> float:
-    """How class-specific ``values`` (N, D) are: the share of their variance explained by the
-    class, sum_d Var(class means) / sum_d Var(values), weighted by class size. 0 when every
-    class has the same mean, 1 when all variation is between classes."""
+def class_means(values: torch.Tensor, labels, num_classes: int | None = None) -> torch.Tensor:
+    """values (N, ...) -> (num_classes, D): the mean of the flattened values of each class
+    (NaN for a class with no example). ``num_classes`` defaults to ``labels.max() + 1``."""
+    values = values.reshape(len(values), -1)
+    labels = torch.as_tensor(labels, device=values.device)
+    if labels.shape != (len(values),):
+        raise ValueError(f"labels must be ({len(values)},), one per row of values, got {tuple(labels.shape)}")
+    n = int(labels.max()) + 1 if num_classes is None else num_classes
+    sums = torch.zeros(n, values.shape[1], dtype=values.dtype, device=values.device).index_add_(0, labels, values)
+    counts = torch.bincount(labels, minlength=n).to(values.dtype)
+    return sums / counts[:, None]
+
+
+def between_class_fraction(values: torch.Tensor, labels) -> float:
+    """How class-specific ``values`` (N, ...) are: the share of their variance explained by the
+    class, sum_d Var(class means) / sum_d Var(values), the classes weighted by their size.
+    0 when every class has the same mean, 1 when all variation is between classes."""
     values = values.reshape(len(values), -1).double()
-    _, index, counts = torch.as_tensor(labels).unique(return_inverse=True, return_counts=True)
-    sums = torch.zeros(len(counts), values.shape[1], dtype=values.dtype).index_add_(0, index, values)
-    means = sums / counts[:, None]                                                # (classes, D)
-    weights = (counts / counts.sum()).double()[:, None]
-    between = (weights * (means - values.mean(dim=0)) ** 2).sum()
+    labels = torch.as_tensor(labels)
+    means = class_means(values, labels)
+    weights = torch.bincount(labels, minlength=len(means)).double()[:, None] / len(values)
+    between = (weights * torch.nan_to_num(means - values.mean(dim=0)) ** 2).sum()
     total = values.var(dim=0, unbiased=False).sum()
     return float(between / total) if total > 0 else 0.0
+
+
+def between_class_chance(values: torch.Tensor, labels, permutations: int = 20, seed: int = 0) -> float:
+    """The :func:`between_class_fraction` of labels unrelated to the values: its mean over
+    random permutations of the labels. With N examples of c classes it is about
+    (c - 1) / (N - 1), not 0, so a measured fraction means something only well above it."""
+    labels = torch.as_tensor(labels)
+    generator = torch.Generator().manual_seed(seed)
+    return float(np.mean([between_class_fraction(values, labels[torch.randperm(len(labels), generator=generator)])
+                          for _ in range(permutations)]))

@@ -13,12 +13,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from sa_numpy.validate import check_channels_groups
+from sa_numpy.validate import check_channels_groups, check_group_count
 
 
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H, W): out channel ``j*groups + i`` = in channel ``i*C/groups + j``."""
     b, c, h, w = x.shape
+    check_group_count(groups, c)
     return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 

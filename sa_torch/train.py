@@ -72,7 +72,7 @@ class TrainConfig:
     device: str | None = None
     limit_train: int | None = None
     limit_test: int | None = None
-    compile: bool = False
+    compile: str | None = None         # a torch.compile mode: default, reduce-overhead, ...
     channels_last: bool | None = None  # default: on for CUDA
     amp: bool | None = None            # bf16 autocast; default: on for CUDA
     progress: bool = True
@@ -290,7 +290,7 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
     if out is not None and rank == 0:
         out.mkdir(parents=True, exist_ok=True)
 
-    fast = torch.compile(model) if cfg.compile else model  # evaluation uses this one
+    fast = torch.compile(model, mode=cfg.compile) if cfg.compile else model  # evaluation uses this one
     net = fast if world == 1 else nn.parallel.DistributedDataParallel(
         fast, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -313,17 +313,20 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
             bar = tqdm(range(state.step, steps_per_epoch), initial=state.step, total=steps_per_epoch,
                        desc=f"epoch {state.epoch + 1}/{cfg.epochs}", leave=False,
                        disable=not cfg.progress or rank != 0)
+            # the epoch's running sums continue from the checkpoint's (rank 0 holds them), so
+            # that a resumed epoch adds up in the same order, to the same bits
+            sums = state.sums if rank == 0 else RunState().sums
+            loss_sum = torch.tensor(float(sums["loss"]), device=device)
+            correct = torch.tensor(int(sums["correct"]), device=device)
+            new_images = 0
             _sync(device)
             start = time.perf_counter()
-            loss_sum = torch.zeros((), device=device)
-            correct = torch.zeros((), device=device, dtype=torch.long)
-            images = 0
             for step in bar:
                 x, y = train_data.batch(order[step * per_rank_batch:(step + 1) * per_rank_batch], aug)
                 loss, hits = train_step(net, opt, sched, x, y, loss_fn, amp)
                 loss_sum += loss
                 correct += hits
-                images += len(y)
+                new_images += len(y)
                 state.step = step + 1
                 if _stop_requested(stopper, device):
                     interrupted = True
@@ -331,9 +334,9 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
             _sync(device)
             train_time = time.perf_counter() - start
             state.wall_time += train_time
-            loss_total, hits_total, count = _all_sum([loss_sum.item(), correct.item(), images], device)
-            state.sums = {k: state.sums[k] + v for k, v in
-                          zip(("loss", "correct", "count"), (loss_total, hits_total, count))}
+            loss_total, hits_total, count, images = _all_sum(
+                [loss_sum.item(), correct.item(), sums["count"] + new_images, new_images], device)
+            state.sums = {"loss": loss_total, "correct": int(hits_total), "count": int(count)}
             if interrupted:
                 break
             start = time.perf_counter()
@@ -345,7 +348,7 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
                 "train_loss": state.sums["loss"] / state.sums["count"],
                 "train_acc": state.sums["correct"] / state.sums["count"],
                 "test_loss": test_loss, "test_acc": test_acc, "images": int(state.sums["count"]),
-                "images_per_s": count / train_time, "train_time": train_time,
+                "images_per_s": images / max(train_time, 1e-9), "train_time": train_time,
                 "eval_time": eval_time, "wall_time": state.wall_time})
             state.epoch, state.step = state.epoch + 1, 0
             state.sums = RunState().sums
@@ -431,7 +434,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="default: cuda, then mps, then cpu")
     p.add_argument("--limit-train", type=int, default=None, help="train on this many images (fixed subset)")
     p.add_argument("--limit-test", type=int, default=None, help="test on this many images (fixed subset)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
+                   help="torch.compile the model (MODE: default, reduce-overhead, max-autotune)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="default: on for CUDA")
     p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None, help="bf16 autocast; default: on for CUDA")
     p.add_argument("--export", default=None, help="also write the final weights + config here (small .pt)")

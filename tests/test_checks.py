@@ -317,3 +317,17 @@ def test_run_exercise_names_a_missing_function():
     with pytest.raises(AssertionError, match="channel_gate_backward not defined"):
         checks.run_exercise("02_channel_gate", {"channel_gate_forward": ref.channel_gate_forward})
 
+
+
+def test_a_backward_that_writes_into_the_forwards_input_is_caught():
+    def forward(x0, cweight, cbias):
+        y0, cache = ref.channel_gate_forward(x0, cweight, cbias)
+        return y0, (x0, cache)
+
+    def backward(dout, cache):
+        x0, gate_cache = cache
+        grads = ref.channel_gate_backward(dout, gate_cache)
+        x0 *= 0          # scratch space taken from the cache: the caller's x0
+        return grads
+    with pytest.raises(AssertionError, match="channel_gate_backward changed its input x0 in place"):
+        checks.check_channel_gate(forward, backward)

@@ -15,7 +15,7 @@ from sa_numpy.checks import EXERCISES
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "solutions" / "04_shuffle.ipynb"    # the cheapest exercise to check
-SHORT_TIMEOUT = 5
+SHORT_TIMEOUT = 6
 
 
 def _solution_source() -> str:
@@ -39,7 +39,8 @@ CASES = {
     "syntax_error": (lambda: _patched("def channel_shuffle_forward(x, groups=2):",
                                       "def channel_shuffle_forward(x, groups=2)"), 60,
                      "error", "raised SyntaxError"),
-    "endless_loop_in_a_cell": (lambda: "while True:\n    pass\n", SHORT_TIMEOUT, "timeout", "code cell 2"),
+    "endless_loop_in_a_cell": (lambda: "import time\nwhile True:\n    time.sleep(0.05)\n", SHORT_TIMEOUT,
+                               "timeout", "code cell 2"),
     "endless_loop_in_the_function": (lambda: _patched(FIRST_LINE, "b, c, h, w = x.shape\n    while True:\n"
                                                                   "        pass\n    out"),
                                      SHORT_TIMEOUT, "timeout", "in the checks"),
@@ -48,7 +49,7 @@ CASES = {
                     "out (groups=2): shape (2, 11, 2, 2) differs"),
     "wrong_dtype": (lambda: _patched(RETURN, "return out.astype(np.float32), groups"), 60, "fail",
                     "dtype float32 differs from the expected float64"),
-    "print_flood": (lambda: "for i in range(300_000):\n    print('spam', i)\n" + _solution_source(), 60,
+    "print_flood": (lambda: "for i in range(50_000):\n    print('spam', i)\n" + _solution_source(), 60,
                     "pass", "Correct: channel shuffle"),
     "sys_exit": (lambda: "import sys\nsys.exit()\n", 60, "error", "called sys.exit()"),
     "input_mutation": (lambda: _patched(FIRST_LINE, "b, c, h, w = x.shape\n    x[...] = 0\n    out"), 60,
@@ -141,3 +142,18 @@ def test_a_missing_path_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit) as info:
         grade.main([str(tmp_path / "nope.ipynb")])
     assert info.value.code == 2
+
+
+def test_captured_output_is_capped_per_cell():
+    client = grade._CappedClient(nbformat.v4.new_notebook(), timeout=10, cwd=".")
+    client.clear_before_next_output = False      # set by nbclient when a cell starts
+    stream = lambda text: {"msg_type": "stream", "header": {"msg_type": "stream"},
+                           "parent_header": {"msg_id": "m"}, "content": {"name": "stdout", "text": text}}
+    outs = []
+    for _ in range(30):
+        client.output(outs, stream("x" * (grade.OUTPUT_CAP // 10)), None, cell_index=0)
+    text = "".join(o.text for o in outs)
+    assert len(text) < 1.1 * grade.OUTPUT_CAP and text.endswith("characters]\n")
+    other_cell = []
+    client.output(other_cell, stream("praise"), None, cell_index=1)
+    assert [o.text for o in other_cell] == ["praise"]

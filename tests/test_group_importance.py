@@ -10,8 +10,8 @@ from sa_numpy.channel_gate import channel_gate_forward
 from sa_numpy.layer import random_params
 from sa_numpy.spatial_gate import spatial_gate_forward
 from sa_torch import SALayer
-from sa_torch.inspect import (GateRecorder, between_class_fraction, class_scores, group_importance,
-                              masked_class_scores)
+from sa_torch.inspect import (GateRecorder, between_class_chance, between_class_fraction, class_scores,
+                              group_importance, masked_class_scores)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -168,3 +168,10 @@ def test_between_class_fraction_by_hand():
     assert between_class_fraction(torch.tensor([[0.0], [2.0], [4.0], [6.0]]), labels) == pytest.approx(0.8)
     assert between_class_fraction(torch.tensor([[-1.0], [1.0], [1.0], [-1.0]]), labels) == 0.0
     assert between_class_fraction(torch.tensor([[7.0, 1], [7, 1], [3, 2], [3, 2]]), labels) == pytest.approx(1.0)
+
+
+def test_between_class_chance_is_near_c_minus_1_over_n_minus_1():
+    values = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    labels = torch.arange(200) % 10
+    assert between_class_chance(values, labels) == pytest.approx(9 / 199, abs=0.02)
+    assert between_class_fraction(values + 10 * labels[:, None], labels) > 0.99

@@ -348,3 +348,8 @@ def test_nan_and_inf_propagate_like_torch_without_warnings(impl, dtype):
         np.testing.assert_array_equal(np.isposinf(ours), np.isposinf(theirs), err_msg=f"{name}: +inf positions")
         np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(theirs), err_msg=f"{name}: -inf positions")
     assert np.isnan(out).any() and np.isfinite(out).any()
+
+
+def test_torch_channel_shuffle_groups_must_divide_the_channels():
+    with pytest.raises(ValueError, match=r"channels=6 is not divisible by groups=4"):
+        sa_torch.channel_shuffle(torch.zeros(1, 6, 2, 2), 4)

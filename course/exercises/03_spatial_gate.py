@@ -12,18 +12,18 @@
 #
 # ## Part 1: GroupNorm
 #
-# $x$ has shape $(N, C, H, W)$. Each sample's channels form `num_groups` groups of
-# $C/\text{num\_groups}$ channels; each (sample, group) has $M = (C/\text{num\_groups})HW$
-# elements with mean $\mu$ and **biased** variance $\sigma^2$ (divide by $M$):
+# $x$ has shape $(N, C, H, W)$. Each sample's channels form $g$ = `num_groups` groups of
+# $C/g$ channels; each (sample, group) has $M = (C/g)\,HW$ elements with mean $\mu$ and
+# **biased** variance $\sigma^2$ (divide by $M$, not $M - 1$):
 #
 # $$\hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad
 #   \text{out}_{nchw} = \gamma_c\,\hat x_{nchw} + \beta_c$$
 #
-# with `gamma`, `beta` of shape $(C,)$. For the backward, with $g = \text{dout}\cdot\gamma$
-# and means over each group:
+# with `gamma`, `beta` of shape $(C,)$. For the backward, with $\delta = \text{dout}\cdot\gamma$
+# (the gradient reaching $\hat x$) and bars for means over each (sample, group):
 #
 # $$\frac{\partial L}{\partial x} = \frac{1}{\sqrt{\sigma^2+\epsilon}}
-#   \left(g - \overline{g} - \hat x\,\overline{g\,\hat x}\right)$$
+#   \left(\delta - \overline{\delta} - \hat x\,\overline{\delta\,\hat x}\right)$$
 #
 # Derive it yourself before you use it. Return `dgamma`, `dbeta` of shape $(C,)$.
 
@@ -52,9 +52,10 @@ def groupnorm_backward(dout, cache):
     n = dout.shape[0]
     dgamma = (dout * xhat).sum(axis=(0, 2, 3))
     dbeta = dout.sum(axis=(0, 2, 3))
-    g = (dout * gamma[:, None, None]).reshape(n, num_groups, -1)
-    xg = xhat.reshape(g.shape)
-    dx = rstd * (g - g.mean(axis=2, keepdims=True) - xg * (g * xg).mean(axis=2, keepdims=True))
+    delta = (dout * gamma[:, None, None]).reshape(n, num_groups, -1)
+    xg = xhat.reshape(delta.shape)
+    group_mean = lambda a: a.mean(axis=2, keepdims=True)
+    dx = rstd * (delta - group_mean(delta) - xg * group_mean(delta * xg))
     return dx.reshape(dout.shape), dgamma, dbeta
     ### END SOLUTION
 

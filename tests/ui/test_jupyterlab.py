@@ -59,10 +59,12 @@ def error_outputs(page) -> list[str]:
 
 
 def run_all_and_check(page, lab, screenshot, notebook: str, name: str) -> None:
-    """Open, Run All Cells from the menu, and assert every cell ran without an error."""
+    """Open, restart and run all from the Kernel menu (as docs/working-in-jupyterlab.md
+    tells learners), and assert that every cell ran and shows no error."""
     open_notebook(page, lab, notebook, name)
     screenshot(page, f"{name}-1-opened")
-    menu(page, "Run", "Run All Cells")
+    menu(page, "Kernel", "Restart Kernel and Run All Cells…")
+    page.locator(".jp-Dialog").get_by_role("button", name="Restart").click()
     wait_until_idle(page)
     screenshot(page, f"{name}-2-ran-all")
     assert error_outputs(page) == [], f"{notebook} shows errors in JupyterLab"
