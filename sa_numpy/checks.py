@@ -19,6 +19,7 @@ A passing check prints one line with the largest errors it measured.
 """
 from __future__ import annotations
 
+import functools
 import os
 import traceback
 from dataclasses import dataclass
@@ -48,6 +49,19 @@ class LearnerError(AssertionError):
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _short_traceback(check):
+    """Re-raise a failed check from the check itself, so that the learner sees the message
+    and the hint at the bottom of a short traceback rather than the checks' internals."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except (AssertionError, NotImplementedError) as exc:
+            failure = exc
+        raise failure.with_traceback(None)
+    return wrapper
 
 
 def _where(tb) -> str:
@@ -220,6 +234,7 @@ def _shape_mistakes(name: str, ref: np.ndarray, unsummed=None):
 
 # --------------------------------------------------------------------------- grouping
 
+@_short_traceback
 def check_grouping(group_split_forward_fn, group_split_backward_fn,
                    group_merge_forward_fn, group_merge_backward_fn) -> None:
     """Exercise 01: split into groups and halves, merge back, and both backwards."""
@@ -313,6 +328,7 @@ def _channel_gate_grads(x0, cw, cb, dout, dsig="full", per_pixel=True, pool_path
     return dx0, dz * s, dz
 
 
+@_short_traceback
 def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> None:
     """Exercise 02: the channel gate, forward and backward."""
     rng = _rng(2)
@@ -403,6 +419,7 @@ def _groupnorm_dx(dout, cache, mean_term=True, var_term=True, use_gamma=True):
     return (dx * cache.rstd[:, :, None]).reshape(dout.shape)
 
 
+@_short_traceback
 def check_groupnorm(groupnorm_forward_fn, groupnorm_backward_fn) -> None:
     """Exercise 03, part 1: GroupNorm for any number of groups, forward and backward."""
     rng = _rng(3)
@@ -482,6 +499,7 @@ def _spatial_gate_grads(x1, sw, sb, gw, gb, eps, dout, dsig="full", direct=True,
     return dx1, dz * nrm, dz, dz * sw * gcache.xhat, dz * sw
 
 
+@_short_traceback
 def check_spatial_gate(spatial_gate_forward_fn, spatial_gate_backward_fn) -> None:
     """Exercise 03, part 2: the spatial gate (GroupNorm with one group per channel), both passes."""
     rng = _rng(4)
@@ -549,6 +567,7 @@ def check_spatial_gate(spatial_gate_forward_fn, spatial_gate_backward_fn) -> Non
 
 # --------------------------------------------------------------------------- channel shuffle
 
+@_short_traceback
 def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> None:
     """Exercise 04: channel shuffle and its inverse, for several numbers of groups."""
     rng = _rng(5)
@@ -598,6 +617,7 @@ def _layer(x, p, groups, eps, shuffle_groups=2, swap_branches=False, swap_merge=
     return channel_shuffle_forward(y, shuffle_groups)[0] if shuffle_groups else y
 
 
+@_short_traceback
 def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
     """Exercise 05: the whole layer, composed from the parts, forward and backward."""
     rng = _rng(6)

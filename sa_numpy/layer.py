@@ -217,8 +217,8 @@ def init_params(channels: int, groups: int = 64, dtype=np.float32) -> dict[str, 
     cweight = sweight = 0, cbias = sbias = 1 (1, K, 1, 1); gn.weight = 1, gn.bias = 0 (K,)."""
     k = check_channels_groups(channels, groups)
     dtype = np.dtype(dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise TypeError(f"dtype={dtype} must be a floating-point type (float32 or float64)")
+    if dtype not in (np.float32, np.float64):
+        raise TypeError(f"dtype={dtype} must be a floating-point type, float32 or float64")
     four = lambda v: np.full((1, k, 1, 1), v, dtype)
     return {"cweight": four(0), "cbias": four(1), "sweight": four(0), "sbias": four(1),
             "gn.weight": np.ones(k, dtype), "gn.bias": np.zeros(k, dtype)}

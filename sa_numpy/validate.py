@@ -72,10 +72,13 @@ def to_numpy(value, name: str) -> np.ndarray:
 
 
 def check_float_array(x, name: str = "x", ndim: int | None = 4) -> np.ndarray:
-    """Check that x is a floating-point ndarray with ``ndim`` axes; return it unchanged."""
+    """Check that x is a float32 or float64 ndarray with ``ndim`` axes; return it unchanged.
+
+    float16 is refused: its sums over H*W pixels lose most of their digits.
+    """
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(x).__name__}")
-    if not np.issubdtype(x.dtype, np.floating):
+    if x.dtype not in (np.float32, np.float64):
         raise TypeError(f"{name} has dtype {x.dtype}; it must be a floating-point array "
                         f"(float32 or float64), e.g. {name}.astype(np.float32)")
     if ndim is not None and x.ndim != ndim:

@@ -56,21 +56,12 @@ def label_axes(ax, title: str, xlabel: str, ylabel: str) -> None:
 
 def show_matrix(ax, matrix: np.ndarray, title: str, xlabel: str, ylabel: str, label: str = "",
                 cmap: str = "Greys", ticklabels=None, colorbar: bool = True, vmin=None, vmax=None):
-    """A small matrix (permutation, dependency, ...) with every row and column ticked.
-
-    ``ticklabels``: labels for the rows and columns (default 0, 1, 2, ...)."""
-    matrix = np.asarray(matrix)
-    im = ax.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax)
-    label_axes(ax, title, xlabel, ylabel)
-    rows, cols = matrix.shape
-    if ticklabels is None:
-        ticklabels = range(max(rows, cols))
-    ticklabels = list(ticklabels)
-    ax.set_xticks(range(cols), ticklabels[:cols], fontsize=8)
-    ax.set_yticks(range(rows), ticklabels[:rows], fontsize=8)
-    if colorbar:
-        ax.figure.colorbar(im, ax=ax, label=label, shrink=0.8)
-    return im
+    """A square-celled matrix (permutation, dependency, ...) whose rows and columns count the
+    same things (channels), every one ticked; ``ticklabels`` default to 0, 1, 2, ..."""
+    rows, cols = np.shape(matrix)
+    ticklabels = list(range(max(rows, cols)) if ticklabels is None else ticklabels)
+    return heatmap(ax, matrix, title, xlabel, ylabel, ticklabels[:cols], ticklabels[:rows], label=label,
+                   cmap=cmap, vmin=vmin, vmax=vmax, colorbar=colorbar, aspect="equal")
 
 
 def channel_strip(ax, channels: int, groups: int, title: str, order=None) -> None:
@@ -186,12 +177,14 @@ def overlay(ax, image: np.ndarray, heat: np.ndarray, title: str, label: str = ""
 
 
 def heatmap(ax, matrix: np.ndarray, title: str, xlabel: str, ylabel: str, xticklabels, yticklabels,
-            label: str = "", cmap: str = GATE_CMAP, vmin=None, vmax=None):
+            label: str = "", cmap: str = GATE_CMAP, vmin=None, vmax=None, colorbar: bool = True,
+            aspect: str = "auto"):
     """A (rows, cols) matrix whose rows and columns are different things (classes x groups,
     ...), each axis ticked with its own labels; labelled colour bar."""
-    im = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
+    im = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect=aspect)
     label_axes(ax, title, xlabel, ylabel)
     ax.set_xticks(range(len(xticklabels)), xticklabels, fontsize=8)
     ax.set_yticks(range(len(yticklabels)), yticklabels, fontsize=8)
-    ax.figure.colorbar(im, ax=ax, label=label, shrink=0.8)
+    if colorbar:
+        ax.figure.colorbar(im, ax=ax, label=label, shrink=0.8)
     return im

@@ -13,7 +13,7 @@ import sa_torch
 from sa_numpy import (PARAM_NAMES, SALayer, compare, random_params, sa_backward, sa_backward_parts,
                       sa_forward, sa_forward_parts)
 
-SETTINGS = settings(max_examples=12, deadline=None)
+SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)   # the same cases on every run
 
 
 @st.composite

@@ -120,8 +120,8 @@ def test_input_with_another_channel_count_than_the_layer_is_refused():
 
 # --- dtypes -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_, np.complex128])
-def test_integer_bool_and_complex_inputs_are_refused(dtype):
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.bool_, np.complex128, np.float16])
+def test_integer_bool_complex_and_half_precision_inputs_are_refused(dtype):
     x = np.ones((1, 8, 2, 2), dtype=dtype)
     pattern = rf"x has dtype {np.dtype(dtype)}; it must be a floating-point array"
     for forward in FORWARDS.values():
@@ -137,10 +137,10 @@ def test_torch_layer_refuses_integer_and_bool_tensors(dtype):
         sa_torch.SALayer(8, 2)(torch.ones(1, 8, 2, 2, dtype=dtype))
 
 
-@pytest.mark.parametrize("dtype", [np.int32, "float", None])
-def test_layer_with_a_non_float_dtype_is_refused(dtype):
-    if dtype is np.int32:
-        with pytest.raises(TypeError, match="dtype=int32 must be a floating-point type"):
+@pytest.mark.parametrize("dtype", [np.int32, np.float16, "float", None])
+def test_layer_with_a_dtype_other_than_float32_or_float64_is_refused(dtype):
+    if dtype in (np.int32, np.float16):
+        with pytest.raises(TypeError, match=rf"dtype={np.dtype(dtype)} must be a floating-point type, float32 or float64"):
             SALayer(8, 2, dtype=dtype)
     else:     # "float" and None both mean float64 to NumPy: accepted
         assert SALayer(8, 2, dtype=dtype).params["cweight"].dtype == np.float64

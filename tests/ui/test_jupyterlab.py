@@ -44,6 +44,17 @@ def wait_until_idle(page, timeout_s: float = RUN_TIMEOUT_S) -> None:
         time.sleep(0.5)
 
 
+def prompt(cell):
+    """A code cell's execution prompt: "[ ]:" never run, "[*]:" queued or running, "[7]:" ran."""
+    return cell.locator(".jp-InputArea-prompt")
+
+
+def wait_for_run(page, cell, before: str) -> None:
+    """Wait until ``cell`` has been run again (its prompt left ``before``), then until idle."""
+    expect(prompt(cell)).not_to_have_text(before)
+    wait_until_idle(page)
+
+
 def menu(page, top: str, item: str) -> None:
     """Click a main-menu entry, e.g. menu(page, "Run", "Run All Cells")."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(f"^{re.escape(top)}$")).click()
@@ -63,16 +74,18 @@ def run_all_and_check(page, lab, screenshot, notebook: str, name: str) -> None:
     tells learners), and assert that every cell ran and shows no error."""
     open_notebook(page, lab, notebook, name)
     screenshot(page, f"{name}-1-opened")
+    first = code_cells(page).first
+    before = prompt(first).inner_text()
     menu(page, "Kernel", "Restart Kernel and Run All Cells…")
-    page.locator(".jp-Dialog").get_by_role("button", name="Restart").click()
-    wait_until_idle(page)
+    page.locator(".jp-Dialog button.jp-mod-accept", has_text="Restart").click()
+    wait_for_run(page, first, before)
     screenshot(page, f"{name}-2-ran-all")
     assert error_outputs(page) == [], f"{notebook} shows errors in JupyterLab"
     headings = page.locator(".jp-RenderedMarkdown").locator("h1, h2, h3, h4, h5, h6").all_inner_texts()
     literal = [h for h in headings if h.lstrip().startswith("#")]
     assert literal == [], (f"{notebook}: markdown renders {len(literal)} headings that start with a literal "
                            f"'#', e.g. {literal[:2]}: do its markdown lines start with '# '?")
-    prompts = code_cells(page).locator(".jp-InputArea-prompt").all_inner_texts()
+    prompts = prompt(code_cells(page)).all_inner_texts()
     not_run = [i for i, p in enumerate(prompts) if not re.fullmatch(r"\[\d+\]:", p.strip())]
     assert not_run == [], f"{notebook}: code cells {not_run} did not run (prompts {prompts})"
     blank = page.locator(".jp-OutputArea-output img").evaluate_all(
@@ -143,19 +156,21 @@ def editor_text(cell) -> str:
 def run_exercise_then_check(page, exercise, check) -> str:
     """Shift+Enter in the exercise cell (runs it, selects the check cell), Shift+Enter again;
     returns the check cell's output."""
+    before = prompt(check).inner_text()
     exercise.locator(".cm-content").click()
     page.keyboard.press("Shift+Enter")
     page.keyboard.press("Shift+Enter")
-    wait_until_idle(page)
+    wait_for_run(page, check, before)
     return check.locator(".jp-Cell-outputArea").inner_text()
 
 
 def test_channel_gate_exercise_praises_a_correct_answer_and_hints_at_a_wrong_one(page, lab, screenshot):
     open_notebook(page, lab, "exercises/02_channel_gate.ipynb", "exercise-02")
-    menu(page, "Run", "Run All Cells")    # the setup cells, then the stubs fail their check
-    wait_until_idle(page)
     exercise, check = (code_cells(page).nth(i) for i in tagged_code_cells(
         lab.root / "exercises/02_channel_gate.ipynb", "exercise", "check"))
+    before = prompt(check).inner_text()
+    menu(page, "Run", "Run All Cells")    # the setup cells, then the stubs fail their check
+    wait_for_run(page, check, before)
     screenshot(page, "exercise-02-1-stubs", check)
     assert "not written yet" in check.locator(".jp-Cell-outputArea").inner_text()
 
