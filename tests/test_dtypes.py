@@ -90,3 +90,18 @@ def test_every_part_keeps_the_dtype(dtype):
 
     out, sh = channel_shuffle_forward(y, 2)
     assert out.dtype == channel_shuffle_backward(out, sh).dtype == dtype
+
+
+def test_float32_small_gates_keep_their_relative_accuracy():
+    """Where a gate is tiny (strongly negative pre-activation), float32 must still be right
+    entry by entry, not only relative to the largest value: a sigmoid written as
+    (1 + tanh(z/2)) / 2 cancels there and is off by more than 100%."""
+    r = np.random.default_rng(3)
+    x = r.normal(size=(2, 16, 6, 6))
+    params = random_params(16, 4, np.float64, seed=2)
+    params["sbias"] = np.full_like(params["sbias"], -14.0)    # spatial gates around sigmoid(-14) ~ 8e-7
+    params["cbias"] = np.full_like(params["cbias"], -14.0)
+    out64, _ = sa_forward(x, params, 4)
+    out32, _ = sa_forward(x.astype(np.float32), {n: v.astype(np.float32) for n, v in params.items()}, 4)
+    rel = np.abs(out32 - out64) / np.abs(out64)
+    assert rel.max() < 1e-5, f"float32 output off by {rel.max():.1e} relative where the gates are small"
