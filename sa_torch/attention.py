@@ -20,7 +20,7 @@ import numbers
 import torch
 from torch import nn
 
-from .layer import SALayer
+from .layer import SALayer, check_feature_map
 
 ATTENTION_NAMES = ("none", "sa", "se", "eca")
 
@@ -40,19 +40,6 @@ def _check_positive_int(value, name: str) -> int:
     if value < 1:
         raise ValueError(f"{name}={value} must be at least 1")
     return int(value)
-
-
-def check_feature_map(x, channels: int) -> None:
-    """Check that x is a floating-point (B, C, H, W) tensor with ``channels`` channels."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 4:
-        raise ValueError(f"x must be 4-D (B, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}")
-    if x.shape[1] != channels:
-        raise ValueError(f"x has {x.shape[1]} channels but this module was built for "
-                         f"channels={channels} (x.shape={tuple(x.shape)})")
-    if not x.is_floating_point():
-        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
 
 
 class SEBlock(nn.Module):

@@ -23,6 +23,19 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
+def check_feature_map(x, channels: int) -> None:
+    """Check that x is a floating-point (B, C, H, W) tensor with ``channels`` channels."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (B, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}")
+    if x.shape[1] != channels:
+        raise ValueError(f"x has {x.shape[1]} channels but this module was built for "
+                         f"channels={channels} (x.shape={tuple(x.shape)})")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+
+
 class SALayer(nn.Module):
     """Shuffle Attention, exactly as the official ``sa_layer``.
 
@@ -61,15 +74,7 @@ class SALayer(nn.Module):
         return f"channels={self.channels}, groups={self.groups}, K={k}"
 
     def _check_input(self, x: torch.Tensor) -> None:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
-        if x.dim() != 4:
-            raise ValueError(f"x must be 4-D (B, C, H, W), got {x.dim()}-D with shape {tuple(x.shape)}")
-        if x.shape[1] != self.channels:
-            raise ValueError(f"x has {x.shape[1]} channels but this layer was built for "
-                             f"channels={self.channels} (x.shape={tuple(x.shape)})")
-        if not x.is_floating_point():
-            raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+        check_feature_map(x, self.channels)
 
     def _channel_affine(self, t: torch.Tensor) -> torch.Tensor:
         return self.cconv(t) if self.conv_affine else self.cweight * t + self.cbias

@@ -114,7 +114,7 @@ def test_input_with_another_channel_count_than_the_layer_is_refused():
     pattern = r"x has 8 channels but the layer was built for channels=16"
     with pytest.raises(ValueError, match=pattern):
         numpy_layer(16, 4).forward(rand(2, 8, 3, 3))
-    with pytest.raises(ValueError, match=r"x has 8 channels but this layer was built for channels=16"):
+    with pytest.raises(ValueError, match=r"x has 8 channels but this module was built for channels=16"):
         sa_torch.SALayer(16, 4)(torch.zeros(2, 8, 3, 3))
 
 
