@@ -87,7 +87,7 @@ BACKWARD_STEPS = (
 )
 _REFERENCE_MODULES = (grouping, channel_gate, spatial_gate, shuffle)
 PART_NAMES = tuple(name for name, _ in FORWARD_STEPS + BACKWARD_STEPS)
-_SMALL = 1e-12      # diffs below this are shown as "<1e-12", so printed tables are stable
+_SMALL = 1e-12      # diffs below this (0 included) print as "<1e-12", the same on every machine
 _RAISED = object()  # the cache of a part that raised
 
 
@@ -118,9 +118,7 @@ class TraceRow:
 def _fmt(value: float) -> str:
     if np.isnan(value):
         return "-"
-    if value == 0:
-        return "0"
-    return f"<{_SMALL:.0e}" if value < _SMALL else f"{value:.1e}"
+    return f"<{_SMALL:.0e}" if value < _SMALL else f"{value:.1e}"      # exact 0 too: stable across CPUs
 
 
 _HEADER = ("step", "tensor", "shape", "max abs diff", "max rel diff", "ok")
@@ -214,7 +212,7 @@ def _torch_reference(x, p, groups, dout, eps) -> dict[str, np.ndarray]:
     ref["dx"] = xt.grad.numpy()
     params = dict(layer.named_parameters())
     for name in PARAM_NAMES:
-        ref["d" + name] = params[name].grad.numpy().reshape(-1)
+        ref["d" + name] = params[name].grad.numpy()          # official shapes, as the exercises return them
     return ref
 
 
@@ -226,6 +224,9 @@ def _from_cache(cache, *names):
         if hasattr(cache, name):
             return getattr(cache, name)
     return None
+
+
+_PARAM_GRADS = tuple("d" + name for name in PARAM_NAMES)
 
 
 class _Tracer:
@@ -260,13 +261,13 @@ class _Tracer:
 
     def _compare(self, part, name, value, cached: bool):
         ref = self.ref[name]
-        if cached:
-            if value is None:
-                self.rows.append(TraceRow(part, name, ref.shape, np.nan, np.nan, "n/a",
-                                          "the part's cache has no such field"))
-                return
-            value = np.asarray(value)
-            if value.size == ref.size:
+        if cached and value is None:
+            self.rows.append(TraceRow(part, name, ref.shape, np.nan, np.nan, "n/a",
+                                      "the part's cache has no such field"))
+            return
+        # a cache's layout, and a parameter gradient's (K,) or (1, K, 1, 1), are the learner's choice
+        if cached or name in _PARAM_GRADS:
+            if isinstance(value, np.ndarray) and value.size == ref.size:
                 value = value.reshape(ref.shape)
         max_abs = max_rel = np.nan
         try:
@@ -292,8 +293,9 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
     dout: (B, C, H, W) upstream gradient; None draws a standard normal one with ``seed``.
     parts: functions to plug in instead of the reference ones, keyed by their names
     (``"channel_gate_forward"``, ``"group_merge_backward"``, ... see ``PART_NAMES``), with
-    the reference signatures. The parts get the parameters as (K,) float64 vectors, as in
-    :func:`~sa_numpy.layer.sa_forward_parts`, and must return gradients of that shape.
+    the reference signatures. The parts get the parameters in the official shapes, as the
+    exercises do: cweight, cbias, sweight, sbias (1, K, 1, 1), gn.weight, gn.bias (K,),
+    float64; gradients of the right size are accepted in any shape.
 
     Returns a :class:`TraceReport`; print it for the table and the first divergence.
     """
@@ -304,6 +306,8 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
     fns = _resolve_parts(parts)
     rng = np.random.default_rng(seed)
     p = check_params(random_params(c, groups, seed=seed) if params is None else params, k, np.float64)
+    official = {n: v.reshape(1, k, 1, 1) if n in ("cweight", "cbias", "sweight", "sbias") else v
+                for n, v in p.items()}
     if dout is None:
         dout = rng.standard_normal(x.shape)
     check_same_shape(dout, x.shape, "dout", "the layer's output")
@@ -316,13 +320,13 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
         return {"x0": x0, "x1": x1}, cache
 
     def channel():
-        y0, cache = fns["channel_gate_forward"](v["x0"], p["cweight"], p["cbias"])
+        y0, cache = fns["channel_gate_forward"](v["x0"], official["cweight"], official["cbias"])
         return {"s": _from_cache(cache, "s"), "channel_gate": _from_cache(cache, "gate", "channel_gate"),
                 "y0": y0}, cache
 
     def spatial():
-        y1, cache = fns["spatial_gate_forward"](v["x1"], p["sweight"], p["sbias"], p["gn.weight"],
-                                                p["gn.bias"], eps)
+        y1, cache = fns["spatial_gate_forward"](v["x1"], official["sweight"], official["sbias"],
+                                                official["gn.weight"], official["gn.bias"], eps)
         return {"n": _from_cache(cache, "n"), "spatial_gate": _from_cache(cache, "gate", "spatial_gate"),
                 "y1": y1}, cache
 

@@ -117,7 +117,7 @@ def test_bad_data_path_gives_one_clear_line_not_a_traceback(tmp_path, capsys):
 
 def test_torchrun_two_gloo_processes_train_on_disjoint_shards(tarball, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "sa_torch.train", "--data", str(tarball), "--device", "cpu", "--epochs", "1",
            "--batch-size", "16", "--groups", "2", "--quiet", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
