@@ -28,8 +28,15 @@ case $STAGE in
     $PY -m sa_torch.compare --variants plain sa --seeds 0 1 2 --data "$DATA" $RECIPE $COMPILE $EXTRA --quiet \
         --source gpu-full --out "$OUT/seeds" --table "$OUT/seeds.md" --json "$OUT/seeds.json" ;;
   ablations)
-    $PY -m sa_torch.compare --variants sa-no-shuffle sa-no-groupnorm sa-conv-affine se eca --seeds 0 \
-        --data "$DATA" $RECIPE $COMPILE $EXTRA --quiet --source gpu-full --out "$OUT/ablations" \
-        --table "$OUT/ablations.md" --json "$OUT/ablations.json" ;;
+    # one seed of every variant, 12 epochs, the seven runs side by side on the one GPU (images/s
+    # are then not comparable with solo runs); merged into ablations.json with concurrent_runs=7
+    VARIANTS="plain sa sa-no-shuffle sa-no-groupnorm sa-conv-affine se eca"
+    $PY -c "from sa_torch.data import load_cifar10; load_cifar10('$DATA')"   # decode and cache once
+    for v in $VARIANTS; do
+      timeout 115 $PY -m sa_torch.compare --variants $v --seeds 0 --data "$DATA" ${ABLATION_RECIPE:---epochs 12 --batch-size 512 --lr 0.4 --warmup-epochs 2 --label-smoothing 0.1 --weight-decay 5e-4 --tta} \
+          $EXTRA --quiet --source gpu-full --json "$OUT/$v.json" > "$OUT/$v.log" 2>&1 &
+    done
+    wait
+    $PY -c "import json, sys; rows = [dict(json.load(open(f'$OUT/{v}.json'))[0], concurrent_runs=len(sys.argv) - 1) for v in sys.argv[1:]]; json.dump(rows, open('$OUT/ablations.json', 'w'), indent=1)" $VARIANTS ;;
   *) echo "unknown stage $STAGE" >&2; exit 2 ;;
 esac

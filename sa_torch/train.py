@@ -23,11 +23,11 @@ import argparse
 import csv
 import dataclasses
 import json
-import math
 import os
 import random
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +43,7 @@ from .data import DataError, DeviceData, load_cifar10
 from .models import build_model
 
 CHECKPOINT = "checkpoint.pt"
+# metrics that measure speed, so differ between otherwise identical runs
 TIMING_KEYS = ("images_per_s", "train_time", "eval_time", "wall_time")
 
 
@@ -174,7 +175,6 @@ class Stopper:
 
 
 def _is_main_thread() -> bool:
-    import threading
     return threading.current_thread() is threading.main_thread()
 
 
