@@ -3,9 +3,9 @@ how much each group matters to the class score.
 
 Three tools, all device-agnostic (they follow the model's and the images' device):
 
-- :func:`sa_intermediates` recomputes an :class:`~sa_torch.layer.SALayer` step by step and
-  names every tensor the lessons name (x0, x1, s, channel_gate, n, spatial_gate, y0, y1,
-  y, out). The tracer (:mod:`sa_numpy.trace`) and the gate hooks both use it.
+- :func:`sa_intermediates` runs an :class:`~sa_torch.layer.SALayer` and returns every tensor
+  the lessons name (x0, x1, s, channel_gate, n, spatial_gate, y0, y1, y, out), from the
+  layer's own forward. The tracer (:mod:`sa_numpy.trace`) and the gate hooks both use it.
 - :class:`GateRecorder` hooks every SA layer of a model and keeps its gates:
   channel gate (B, G, K) and spatial gate (B, G, K, H, W).
 - :func:`group_importance` measures, in the manner of the paper's figure 4 (and the
@@ -24,46 +24,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layer import SALayer, channel_shuffle
+from .layer import SALayer
 from .models import build_model
 
-#: The forward intermediates of :func:`sa_intermediates`, in the order they are computed.
-FORWARD_NAMES = ("x0", "x1", "s", "channel_gate", "y0", "n", "spatial_gate", "y1", "y", "out")
-
-
 def sa_intermediates(layer: SALayer, x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Run ``layer`` on x (B, C, H, W) one named step at a time; return every intermediate.
-
-    Shapes: x0, x1, n, spatial_gate, y0, y1 (B*G, K, H, W); s, channel_gate (B*G, K, 1, 1);
-    y, out (B, C, H, W). The maths is the layer's own, option by option (shuffle,
-    groupnorm, conv_affine); ``out`` is checked against ``layer(x)`` by the tracer and by
-    :class:`GateRecorder`, so this mirror cannot drift from the layer.
-    """
+    """Every named intermediate of ``layer`` on x: :meth:`SALayer.intermediates`, the very
+    code its forward runs (x0, x1, s, channel_gate, y0, n, spatial_gate, y1, y, out)."""
     if not isinstance(layer, SALayer):
         raise TypeError(f"layer must be a sa_torch.SALayer, got {type(layer).__name__}")
-    layer._check_input(x)
-    b, c, h, w = x.shape
-    xg = x.reshape(b * layer.groups, c // layer.groups, h, w)
-    x0, x1 = xg.chunk(2, dim=1)
-    s = x0.mean(dim=(2, 3), keepdim=True)
-    channel_gate = torch.sigmoid(layer._channel_affine(s))
-    y0 = x0 * channel_gate
-    n = layer.gn(x1) if layer.gn is not None else x1
-    spatial_gate = torch.sigmoid(layer._spatial_affine(n))
-    y1 = x1 * spatial_gate
-    y = torch.cat([y0, y1], dim=1).reshape(b, c, h, w)
-    out = channel_shuffle(y, 2) if layer.shuffle else y
-    values = (x0, x1, s, channel_gate, y0, n, spatial_gate, y1, y, out)
-    return dict(zip(FORWARD_NAMES, values))
-
-
-def check_mirror(layer: SALayer, out: torch.Tensor, reference: torch.Tensor) -> None:
-    """Raise if :func:`sa_intermediates` no longer reproduces the layer's own output."""
-    tol = 1e-12 if out.dtype == torch.float64 else 1e-5
-    if not torch.allclose(out, reference, rtol=tol, atol=tol):
-        diff = (out - reference).abs().max().item()
-        raise RuntimeError(f"sa_intermediates no longer matches {layer!r}.forward "
-                           f"(max abs diff {diff:.3e}): update the mirror in sa_torch/inspect.py")
+    return layer.intermediates(x)
 
 
 @dataclass
@@ -108,7 +77,6 @@ class GateRecorder:
     def _hook(self, name: str):
         def hook(module, inputs, output):
             steps = sa_intermediates(module, inputs[0])
-            check_mirror(module, steps["out"], output)
             b, g = inputs[0].shape[0], module.groups
             channel = steps["channel_gate"].detach().reshape(b, g, -1).cpu()
             spatial = steps["spatial_gate"].detach()

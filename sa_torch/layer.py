@@ -16,6 +16,10 @@ from torch import nn
 from sa_numpy.validate import check_channels_groups, check_group_count
 
 
+#: The named forward intermediates of :meth:`SALayer.intermediates`, in order.
+FORWARD_NAMES = ("x0", "x1", "s", "channel_gate", "y0", "n", "spatial_gate", "y1", "y", "out")
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, H, W): out channel ``j*groups + i`` = in channel ``i*C/groups + j``."""
     b, c, h, w = x.shape
@@ -82,16 +86,28 @@ class SALayer(nn.Module):
     def _spatial_affine(self, t: torch.Tensor) -> torch.Tensor:
         return self.sconv(t) if self.conv_affine else self.sweight * t + self.sbias
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def intermediates(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The official forward, one named step at a time (the names the lessons use).
+
+        Shapes: x0, x1, n, spatial_gate, y0, y1 (B*G, K, H, W); s, channel_gate
+        (B*G, K, 1, 1); y, out (B, C, H, W). :meth:`forward` returns ``out``, so the tracer
+        and the gate hooks see exactly what the layer computes.
+        """
         self._check_input(x)
         b, c, h, w = x.shape
-        x = x.reshape(b * self.groups, c // self.groups, h, w)
-        x0, x1 = x.chunk(2, dim=1)
+        xg = x.reshape(b * self.groups, c // self.groups, h, w)
+        x0, x1 = xg.chunk(2, dim=1)
         # channel attention: gate each channel by its global average
         s = x0.mean(dim=(2, 3), keepdim=True)
-        y0 = x0 * torch.sigmoid(self._channel_affine(s))
+        channel_gate = torch.sigmoid(self._channel_affine(s))
+        y0 = x0 * channel_gate
         # spatial attention: gate each pixel by its instance-normalised value
         n = self.gn(x1) if self.gn is not None else x1
-        y1 = x1 * torch.sigmoid(self._spatial_affine(n))
-        out = torch.cat([y0, y1], dim=1).reshape(b, c, h, w)
-        return channel_shuffle(out, 2) if self.shuffle else out
+        spatial_gate = torch.sigmoid(self._spatial_affine(n))
+        y1 = x1 * spatial_gate
+        y = torch.cat([y0, y1], dim=1).reshape(b, c, h, w)
+        out = channel_shuffle(y, 2) if self.shuffle else y
+        return dict(zip(FORWARD_NAMES, (x0, x1, s, channel_gate, y0, n, spatial_gate, y1, y, out)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.intermediates(x)["out"]
