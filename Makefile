@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+JUPYTER_ARGS ?=   # extra options for `make course`, e.g. --no-browser --port=8890
 
 .PHONY: course test env browser notebooks exercises grade bench constraints
 
@@ -14,9 +15,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 env: $(STAMP)
 
-## Open the course in JupyterLab, at the first lesson.
+## Open the course in JupyterLab, at the first lesson. It serves the whole project folder
+## (lessons, exercises, solutions); a file argument would serve only notebooks/.
 course: $(STAMP)
-	$(BIN)/jupyter lab notebooks/00_overview.ipynb
+	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
+	    --LabApp.default_url=/lab/tree/notebooks/00_overview.ipynb $(JUPYTER_ARGS)
 
 ## Set up if needed, then run every test: unit tests, notebooks (nbval), grader, browser.
 test: $(STAMP) browser
