@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from .data import DataError, load_cifar10
-from .train import TrainConfig, parser as train_parser, pick_device, train
+from .train import ConfigError, TrainConfig, check_model, parser as train_parser, pick_device, train
 
 # name -> (attention, SA options); the options are TrainConfig fields
 VARIANTS = {
@@ -91,9 +91,10 @@ def main(argv=None) -> int:
     extra = {k: args.pop(k) for k in ("variants", "seeds", "table", "json", "source", "export")}
     cfg = TrainConfig(**args)
     try:
+        check_model(cfg)
         data = load_cifar10(cfg.data, limit_train=cfg.limit_train, limit_test=cfg.limit_test,
                             download=cfg.download)
-    except DataError as err:
+    except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
@@ -103,7 +104,11 @@ def main(argv=None) -> int:
         if extra["json"]:
             Path(extra["json"]).write_text(json.dumps(rows, indent=1) + "\n")
 
-    rows = run_variants(cfg, extra["variants"], extra["seeds"], data, extra["source"], on_run=save)
+    try:
+        rows = run_variants(cfg, extra["variants"], extra["seeds"], data, extra["source"], on_run=save)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     print(table(rows))
     return 0
 

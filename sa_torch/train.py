@@ -244,6 +244,19 @@ def write_metrics(out: Path, metrics: list[dict]) -> None:
         writer.writerows(metrics)
 
 
+class ConfigError(ValueError):
+    """A training configuration that cannot run (the CLIs print it as one line)."""
+
+
+def check_model(cfg: TrainConfig) -> None:
+    """Build the configured model once, so that an impossible one (say groups that do not fit
+    a block) is reported before any data is loaded."""
+    try:
+        build_model(cfg.model, cfg.attention, cfg.groups, **cfg.model_options())
+    except (ValueError, TypeError) as err:
+        raise ConfigError(str(err)) from None
+
+
 def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | None = None,
           stopper: Stopper | None = None) -> dict:
     """Run (or resume) training; returns ``{"metrics", "model", "config", "params", "interrupted"}``.
@@ -251,6 +264,7 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
     ``data`` is a :class:`~sa_torch.data.CIFARArrays` (loaded from ``cfg.data`` when None);
     ``on_epoch(metrics)`` is called after every epoch (the lesson draws its plots there).
     """
+    check_model(cfg)
     rank, world = distributed()
     device = pick_device(cfg.device)
     if device.type == "cuda" and world > 1:
@@ -261,10 +275,10 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
     if data is None:
         data = _load_data(cfg, rank, world)
     if cfg.batch_size % world:
-        raise ValueError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
+        raise ConfigError(f"batch_size={cfg.batch_size} is not divisible by the {world} processes")
     per_rank_batch = cfg.batch_size // world
     if per_rank_batch > len(data.train_y) // world:
-        raise ValueError(f"batch_size={cfg.batch_size} is larger than the {len(data.train_y)} "
+        raise ConfigError(f"batch_size={cfg.batch_size} is larger than the {len(data.train_y)} "
                          f"training images (use a smaller --batch-size or a larger --limit-train)")
     steps_per_epoch = (len(data.train_y) // world) // per_rank_batch
 
@@ -449,7 +463,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(**args)
     try:
         result = train(cfg)
-    except (DataError, FileNotFoundError) as err:
+    except (ConfigError, DataError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -144,3 +144,12 @@ def test_compare_runs_every_variant_and_seed_and_tabulates_mean_and_std(arrays, 
     assert "| plain | none | 2 | 91.00 ± 1.41 |" in compare.table(fake)
     with pytest.raises(ValueError, match="variant 'sa-typo' is unknown"):
         compare.run_variants(TrainConfig(**SMALL, epochs=1), ["sa-typo"], [0], arrays)
+
+
+def test_cli_reports_a_model_that_cannot_be_built_without_a_traceback(capsys):
+    from sa_torch.train import main
+
+    assert main(["--groups", "64", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: groups=64 does not fit block layer1.0 (width 16)")
+    assert "Traceback" not in err
