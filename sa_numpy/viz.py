@@ -70,13 +70,16 @@ def channel_strip(ax, channels: int, groups: int, title: str, order=None) -> Non
     ``order`` (length C) lists which input channel sits at each position (default: in order,
     with each group labelled), so the same picture shows a tensor before and after a
     permutation such as the shuffle."""
+    from .explorer import channel_routing
+
+    route = channel_routing(channels, groups)       # checks C and G; the layer's own split
     k = channels // (2 * groups)
     in_order = order is None
     order = np.arange(channels) if in_order else np.asarray(order)
     palette = plt.get_cmap("Pastel2" if groups <= 8 else "Set3")   # no blue or red: those mark branches
     for pos, c in enumerate(order):
-        g, branch = divmod(int(c), 2 * k)
-        branch = "channel" if branch < k else "spatial"
+        g = int(route.group[c])
+        branch = ("channel", "spatial")[int(route.branch[c])]
         ax.add_patch(Rectangle((pos + 0.1, 0), 0.8, 1, facecolor=palette(g % palette.N),
                                edgecolor=BRANCH_COLOURS[branch], linewidth=1.8))
         ax.text(pos + 0.5, 0.5, str(c), ha="center", va="center", fontsize=8)
