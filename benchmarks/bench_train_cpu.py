@@ -7,7 +7,9 @@
 Each measurement is full training steps (augment, forward, loss, backward, SGD step) of
 the real loop (``sa_torch.train.train_step``) on random 32x32 images. The models take
 turns, round after round, so that load from other processes hits both alike; the
-result is each model's median over rounds. On CUDA the steps use bf16 autocast, like
+result is each model's median over rounds. ``sa`` is the models' default SA layer (on a
+CPU, the fused function of :mod:`sa_torch.fused`); ``sa-unfused`` is the official layer's
+ops through autograd, to show what the fused function saves. On CUDA the steps use bf16 autocast, like
 the training script.
 """
 from __future__ import annotations
@@ -31,7 +33,9 @@ def make_runner(attention: str, device, batch: int, channels_last: bool, compile
                 model_name: str):
     """A function doing ``steps`` training steps of one model; returns seconds taken."""
     torch.manual_seed(0)
-    model = build_model(model_name, attention, groups).to(device)
+    options = {"sa_fused": False} if attention == "sa-unfused" else {}
+    attention = "sa" if attention == "sa-unfused" else attention
+    model = build_model(model_name, attention, groups, **options).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     cfg = TrainConfig(attention=attention, groups=groups)
@@ -65,7 +69,8 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=5, help="steps per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
-    p.add_argument("--attention", nargs="+", default=["none", "sa"])
+    p.add_argument("--attention", nargs="+", default=["none", "sa"],
+                   help="none, sa, se, eca, or sa-unfused (SA through autograd op by op, sa_fused=False)")
     p.add_argument("--channels-last", choices=["on", "off", "both"], default="off")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile mode (default, reduce-overhead, ...)")

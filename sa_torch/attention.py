@@ -28,7 +28,7 @@ ATTENTION_NAMES = ("none", "sa", "se", "eca")
 # spell them. Giving a non-default value for another kind's option is a mistake, not a no-op.
 ATTENTION_OPTIONS = {
     "none": {},
-    "sa": {"sa_shuffle": True, "sa_groupnorm": True, "sa_conv_affine": False},
+    "sa": {"sa_shuffle": True, "sa_groupnorm": True, "sa_conv_affine": False, "sa_fused": True},
     "se": {"se_reduction": 16, "se_min_hidden": 4},
     "eca": {"eca_kernel": None},
 }
@@ -140,13 +140,14 @@ def make_attention(kind: str, channels: int, groups: int, **options) -> nn.Modul
     """Build the attention module ``kind`` for a ``channels``-wide feature map (None for 'none').
 
     ``groups`` is used by 'sa' only. Options: ``sa_shuffle``, ``sa_groupnorm``,
-    ``sa_conv_affine`` (see :class:`sa_torch.SALayer`), ``se_reduction``, ``se_min_hidden``,
-    ``eca_kernel``.
+    ``sa_conv_affine``, ``sa_fused`` (see :class:`sa_torch.SALayer`; models train with the
+    fused CPU path unless ``sa_fused=False``), ``se_reduction``, ``se_min_hidden``, ``eca_kernel``.
     """
     opts = check_attention_options(kind, options)
     if kind == "sa":
         return SALayer(channels, groups, shuffle=opts["sa_shuffle"],
-                       groupnorm=opts["sa_groupnorm"], conv_affine=opts["sa_conv_affine"])
+                       groupnorm=opts["sa_groupnorm"], conv_affine=opts["sa_conv_affine"],
+                       fused=opts["sa_fused"])
     if kind == "se":
         return SEBlock(channels, opts["se_reduction"], opts["se_min_hidden"])
     if kind == "eca":

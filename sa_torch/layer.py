@@ -15,6 +15,8 @@ from torch import nn
 
 from sa_numpy.validate import check_channels_groups, check_group_count
 
+from .fused import fused_applies, shuffle_attention
+
 
 #: The named forward intermediates of :meth:`SALayer.intermediates`, in order.
 FORWARD_NAMES = ("x0", "x1", "s", "channel_gate", "y0", "n", "spatial_gate", "y1", "y", "out")
@@ -52,14 +54,22 @@ class SALayer(nn.Module):
     - ``conv_affine=True`` replaces both per-channel affines (``cweight/cbias``,
       ``sweight/sbias``) with 1x1 convolutions ``cconv`` and ``sconv`` over the K
       channels of a half-group, so channels inside a group can talk to each other.
+
+    ``fused=True`` changes how, not what: on CPU tensors, :meth:`forward` then runs
+    :func:`sa_torch.fused.shuffle_attention`, the same maths in one autograd function with
+    a hand-derived backward, about twice as fast (the CIFAR models use it for training).
+    It falls back to the op-by-op path wherever that function does not apply (CUDA,
+    autocast, ``torch.compile``, the ablation options). The default, ``fused=False``, is
+    the official layer through autograd: the reference every other implementation in this
+    course is checked against.
     """
 
     def __init__(self, channels: int, groups: int = 64, *, shuffle: bool = True,
-                 groupnorm: bool = True, conv_affine: bool = False):
+                 groupnorm: bool = True, conv_affine: bool = False, fused: bool = False):
         super().__init__()
         k = check_channels_groups(channels, groups)
         self.channels, self.groups = channels, groups
-        self.shuffle, self.conv_affine = shuffle, conv_affine
+        self.shuffle, self.conv_affine, self.fused = shuffle, conv_affine, fused
         if conv_affine:
             self.cconv = nn.Conv2d(k, k, 1)
             self.sconv = nn.Conv2d(k, k, 1)
@@ -75,7 +85,7 @@ class SALayer(nn.Module):
 
     def extra_repr(self) -> str:
         k = self.channels // (2 * self.groups)
-        return f"channels={self.channels}, groups={self.groups}, K={k}"
+        return f"channels={self.channels}, groups={self.groups}, K={k}" + (", fused=True" if self.fused else "")
 
     def _check_input(self, x: torch.Tensor) -> None:
         check_feature_map(x, self.channels)
@@ -90,8 +100,8 @@ class SALayer(nn.Module):
         """The official forward, one named step at a time (the names the lessons use).
 
         Shapes: x0, x1, n, spatial_gate, y0, y1 (B*G, K, H, W); s, channel_gate
-        (B*G, K, 1, 1); y, out (B, C, H, W). :meth:`forward` returns ``out``, so the tracer
-        and the gate hooks see exactly what the layer computes.
+        (B*G, K, 1, 1); y, out (B, C, H, W). :meth:`forward` returns ``out`` (or, with
+        ``fused=True`` on a CPU, the same values computed by :mod:`sa_torch.fused`).
         """
         self._check_input(x)
         b, c, h, w = x.shape
@@ -110,4 +120,8 @@ class SALayer(nn.Module):
         return dict(zip(FORWARD_NAMES, (x0, x1, s, channel_gate, y0, n, spatial_gate, y1, y, out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            self._check_input(x)
+            if fused_applies(self, x):
+                return shuffle_attention(self, x)
         return self.intermediates(x)["out"]

@@ -219,7 +219,7 @@ def cifar_resnet(depth: int = 20, attention: str = "sa", groups: int = 4, num_cl
     ``groups=4`` is the default because SA needs C divisible by 2G in every block and the
     narrowest block has C=16: G can be 1, 2, 4 or 8, and G=4 gives K=2, 4, 8 channels per
     half-group in the three stages. Attention options: ``sa_shuffle``, ``sa_groupnorm``,
-    ``sa_conv_affine``, ``se_reduction``, ``se_min_hidden``, ``eca_kernel``.
+    ``sa_conv_affine``, ``sa_fused``, ``se_reduction``, ``se_min_hidden``, ``eca_kernel``.
     """
     if isinstance(depth, bool) or not isinstance(depth, numbers.Integral) or depth < 8 or (depth - 2) % 6:
         raise ValueError(f"depth={depth!r} must be 6n+2 for some n >= 1 (20, 32, 44, 56, 110, ...)")
