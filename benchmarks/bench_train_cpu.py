@@ -7,7 +7,8 @@
 Each measurement is full training steps (augment, forward, loss, backward, SGD step) of
 the real loop (``sa_torch.train.train_step``) on random 32x32 images. The models take
 turns, round after round, so that load from other processes hits both alike; the
-result is each model's median over rounds. ``sa`` is the models' default SA layer (on a
+result is each model's median over rounds, and the median (with quartiles) of the
+per-round ratios, each taken between runs only seconds apart. ``sa`` is the models' default SA layer (on a
 CPU, the fused function of :mod:`sa_torch.fused`); ``sa-unfused`` is the official layer's
 ops through autograd, to show what the fused function saves. On CUDA the steps use bf16 autocast, like
 the training script.
@@ -89,16 +90,20 @@ def main(argv=None) -> int:
     for _ in range(args.rounds):
         for key, (run, _) in runners.items():
             times[key].append(run(args.steps) / args.steps)
-    base = {cl: statistics.median(times[(args.attention[0], cl)]) for cl in layouts}
+    base = {cl: times[(args.attention[0], cl)] for cl in layouts}
     lines = [f"device: {device_info(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}",
              f"model {args.model}, groups {args.groups}, batch {args.batch_size}, compile {args.compile}, "
              f"{args.rounds} rounds x {args.steps} steps, median step time", "",
-             "| attention | channels_last | step (ms) | images/s | vs " + args.attention[0] + " | warmup (s) |",
-             "|---|---|---|---|---|---|"]
+             f"| attention | channels_last | step (ms) | images/s | vs {args.attention[0]} "
+             f"| per-round ratio, median (quartiles) | warmup (s) |",
+             "|---|---|---|---|---|---|---|"]
     for (attention, cl), ts in times.items():
         step = statistics.median(ts)
+        ratios = [b / t for b, t in zip(base[cl], ts)]          # same round: the same machine load
+        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
         lines.append(f"| {attention} | {cl} | {1000 * step:.2f} | {args.batch_size / step:,.0f} "
-                     f"| {base[cl] / step:.3f}x | {runners[(attention, cl)][1]:.1f} |")
+                     f"| {statistics.median(base[cl]) / step:.3f}x | {statistics.median(ratios):.3f}x "
+                     f"({q1:.3f}-{q3:.3f}) | {runners[(attention, cl)][1]:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

@@ -78,7 +78,7 @@ class _ShuffleAttention(torch.autograd.Function):
         z = torch.sub(X[:, :, 1], mean[:, :, 1, :, None], out=gate[:, :, 1])
         rstd = torch.linalg.vector_norm(z, dim=-1).square_().div_(n).add_(eps).rsqrt_()   # (B, G, K)
         a = sw * gw * rstd
-        z.mul_(a[..., None]).add_((sw * gb + sb)[..., None]).sigmoid_()
+        torch.addcmul((sw * gb + sb)[..., None], z, a[..., None], out=z).sigmoid_()
         out = torch.empty_like(x)
         torch.mul(x.view(b, 2, c // 2, n), gate.view(b, 2, c // 2, n), out=_shuffled(out, b, c, n))
         ctx.save_for_backward(x, gate, mean, rstd, a, cw, sw, gw, gb)
