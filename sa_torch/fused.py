@@ -1,11 +1,12 @@
 """Shuffle Attention as one hand-derived autograd function, for training on the CPU.
 
 :class:`sa_torch.SALayer` computes the official layer op by op (reshape, chunk, mean,
-GroupNorm, sigmoid, cat, shuffle) and lets autograd run them backwards. On a CPU that
-costs about twice the minimum: every op writes a fresh full-size tensor, GroupNorm
-copies its non-contiguous half-group input, and ``cat``, the shuffle and the backward of
-``chunk`` copy the whole map again. :func:`shuffle_attention` computes the same maths in
-a few passes over the memory and has its backward written out by hand.
+GroupNorm, sigmoid, cat, shuffle) and lets autograd run them backwards. On a CPU, where
+these ops are bound by memory traffic, that is slow: every op writes a fresh tensor,
+GroupNorm copies its non-contiguous half-group input, and ``cat``, the shuffle and the
+backward of ``chunk`` copy the whole map again. :func:`shuffle_attention` computes the
+same maths with two full-size writes in the forward pass (the gate and the output) and
+has its backward written out by hand.
 
 The idea: after the grouping, both gates are per-channel functions of one channel of one
 sample. With the (B, C, H, W) input seen as ``X`` (B, G, 2, K, N), N = H*W (branch 0 =

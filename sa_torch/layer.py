@@ -57,7 +57,7 @@ class SALayer(nn.Module):
 
     ``fused=True`` changes how, not what: on CPU tensors, :meth:`forward` then runs
     :func:`sa_torch.fused.shuffle_attention`, the same maths in one autograd function with
-    a hand-derived backward, about twice as fast (the CIFAR models use it for training).
+    a hand-derived backward and far fewer passes over memory (the models train with it).
     It falls back to the op-by-op path wherever that function does not apply (CUDA,
     autocast, ``torch.compile``, the ablation options). The default, ``fused=False``, is
     the official layer through autograd: the reference every other implementation in this
