@@ -8,10 +8,10 @@ Each measurement is full training steps (augment, forward, loss, backward, SGD s
 the real loop (``sa_torch.train.train_step``) on random 32x32 images. The models take
 turns, round after round, so that load from other processes hits both alike; the
 result is each model's median over rounds, and the median (with quartiles) of the
-per-round ratios, each taken between runs only seconds apart. ``sa`` is the models' default SA layer (on a
-CPU, the fused function of :mod:`sa_torch.fused`); ``sa-unfused`` is the official layer's
-ops through autograd, to show what the fused function saves. On CUDA the steps use bf16 autocast, like
-the training script.
+per-round ratios, each taken between runs only seconds apart. ``sa`` is the models'
+default SA layer (on a CPU, the fused function of :mod:`sa_torch.fused`); ``sa-unfused``
+is the official layer's ops through autograd, to show what the fused function saves. On
+CUDA the steps use bf16 autocast, like the training script.
 """
 from __future__ import annotations
 

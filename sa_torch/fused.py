@@ -65,6 +65,9 @@ def _shuffled(t: torch.Tensor, b: int, c: int, n: int) -> torch.Tensor:
 
 
 class _ShuffleAttention(torch.autograd.Function):
+    """apply(x (B, C, H, W) contiguous, cweight, cbias, sweight, sbias (1, K, 1, 1),
+    gn_weight, gn_bias (K,), groups, eps) -> out (B, C, H, W); the maths in the module docstring."""
+
     @staticmethod
     def forward(ctx, x, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups, eps):
         b, c, h, w = x.shape
@@ -105,13 +108,12 @@ class _ShuffleAttention(torch.autograd.Function):
         centred = szx1 - m1 * sz1                                        # sum(gz * (x - mean))
         nsum = (rstd * centred).sum(dim=(0, 1))                          # sum(gz * GroupNorm(x))
         sz1_total = sz1.sum(dim=(0, 1))
-        grads = {"cw": (sz0 * m0).sum(dim=(0, 1)), "cb": sz0.sum(dim=(0, 1)),
-                 "sw": gw * nsum + gb * sz1_total, "sb": sz1_total,
-                 "gw": sw * nsum, "gb": sw * sz1_total}
         amp = sw * gw
         beta = -amp * rstd ** 3 * centred / n
         alpha = torch.stack([cw * sz0 / n, -amp * rstd * sz1 / n - beta * m1], dim=2)
         dx[:, :, 1].addcmul_(X[:, :, 1], beta[..., None])
         dx.add_(alpha[..., None])
-        per_channel = [grads[name].view(1, k, 1, 1) for name in ("cw", "cb", "sw", "sb")]
-        return (dx.view(b, c, h, w), *per_channel, grads["gw"], grads["gb"], None, None)
+        d_cweight, d_cbias = (sz0 * m0).sum(dim=(0, 1)), sz0.sum(dim=(0, 1))
+        d_sweight, d_sbias = gw * nsum + gb * sz1_total, sz1_total
+        per_channel = [g.view(1, k, 1, 1) for g in (d_cweight, d_cbias, d_sweight, d_sbias)]
+        return (dx.view(b, c, h, w), *per_channel, sw * nsum, sw * sz1_total, None, None)

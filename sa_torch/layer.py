@@ -68,6 +68,10 @@ class SALayer(nn.Module):
                  groupnorm: bool = True, conv_affine: bool = False, fused: bool = False):
         super().__init__()
         k = check_channels_groups(channels, groups)
+        for name, flag in (("shuffle", shuffle), ("groupnorm", groupnorm), ("conv_affine", conv_affine),
+                           ("fused", fused)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name}={flag!r} must be True or False")
         self.channels, self.groups = channels, groups
         self.shuffle, self.conv_affine, self.fused = shuffle, conv_affine, fused
         if conv_affine:

@@ -175,3 +175,9 @@ def test_models_train_fused_with_unchanged_state_dicts_and_identical_steps():
         opt.step()
     for (name, a), b in zip(fused.state_dict().items(), plain.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("flag", ["shuffle", "groupnorm", "conv_affine", "fused"])
+def test_layer_flags_that_are_not_booleans_are_refused(flag):
+    with pytest.raises(TypeError, match=rf"{flag}='yes' must be True or False"):
+        SALayer(16, 4, **{flag: "yes"})
