@@ -31,15 +31,15 @@ browser:
 
 ## Re-execute the lessons in place, so that their stored outputs are current.
 notebooks: $(STAMP)
-	$(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
+	$(BIN)/python -m sa_course.run_notebooks notebooks/*.ipynb
 
 ## Write exercises/ (stubs) and solutions/ (executed) from course/exercises/.
 exercises: $(STAMP)
-	$(BIN)/python scripts/build_exercises.py
+	$(BIN)/python -m sa_course.build_exercises
 
 ## Grade the exercise notebooks.
 grade: $(STAMP)
-	$(BIN)/python -m sa_numpy.grade exercises/
+	$(BIN)/python -m sa_course.grade exercises/
 
 ## NumPy vs torch timings, written to docs/benchmarks.md.
 bench: $(STAMP)

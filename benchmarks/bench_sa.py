@@ -21,7 +21,7 @@ import time
 import numpy as np
 import torch
 
-from sa_numpy import random_params, sa_backward, sa_forward
+from sa_numpy import random_params, sa_backward_fused, sa_forward_fused
 from sa_torch import SALayer
 
 SHAPES = [((128, 16, 32, 32), 4), ((128, 32, 16, 16), 8), ((128, 64, 8, 8), 8),
@@ -48,8 +48,8 @@ def bench_shape(shape, groups, repeats: int, warmup: int) -> dict:
     params = random_params(shape[1], groups, np.float32, seed=0)
 
     def numpy_step():
-        out, cache = sa_forward(x, params, groups)
-        sa_backward(dout, cache)
+        out, cache = sa_forward_fused(x, params, groups)
+        sa_backward_fused(dout, cache)
 
     layer = SALayer(shape[1], groups)
     layer.load_state_dict({n: torch.from_numpy(v) for n, v in params.items()})
@@ -145,7 +145,7 @@ def main(argv=None) -> None:
             f"- Python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}",
             f"- float32; each number is the median of {args.repeats} runs after {args.warmup} warm-up runs; "
             f"the whole benchmark ran {args.runs} times and this is the run with the lowest total time",
-            "- NumPy: `sa_forward` + `sa_backward` (fused); torch: `sa_torch.SALayer` forward + "
+            "- NumPy: `sa_forward_fused` + `sa_backward_fused` (fused); torch: `sa_torch.SALayer` forward + "
             "`backward` (autograd), at 1 and 2 threads (`torch.set_num_threads`)", ""])
         with open(args.out, "w") as f:
             f.write(header + "\n" + text + "\n\n" + verdict(rows) + "\n")

@@ -129,3 +129,8 @@ def check_params(params, k: int, dtype) -> dict[str, np.ndarray]:
     """Check a dict of the six official parameters; return them as (k,) arrays of ``dtype``."""
     check_keys(params, "params")
     return {n: check_vector(params[n], n, k, dtype) for n in PARAM_NAMES}
+
+
+def param_shapes(params) -> dict[str, tuple]:
+    """The shape each of the six parameters was given in, to return gradients alike."""
+    return {n: tuple(getattr(params[n], "shape", np.shape(params[n]))) for n in PARAM_NAMES}

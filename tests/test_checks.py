@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import sa_numpy as ref
-from sa_numpy import checks
-from sa_numpy.checks import LearnerError, NotAttempted
+from sa_course import checks
+from sa_course.checks import LearnerError, NotAttempted
 from sa_numpy.functional import sigmoid
 
 GROUPING = (ref.group_split_forward, ref.group_split_backward, ref.group_merge_forward, ref.group_merge_backward)
@@ -17,8 +17,8 @@ def test_the_reference_passes_every_check_with_one_line_of_praise(capsys):
     checks.check_groupnorm(ref.groupnorm_forward, ref.groupnorm_backward)
     checks.check_spatial_gate(ref.spatial_gate_forward, ref.spatial_gate_backward)
     checks.check_shuffle(ref.channel_shuffle_forward, ref.channel_shuffle_backward)
+    checks.check_sa_layer(ref.sa_forward_fused, ref.sa_backward_fused)
     checks.check_sa_layer(ref.sa_forward, ref.sa_backward)
-    checks.check_sa_layer(ref.sa_forward_parts, ref.sa_backward_parts)
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 7 and all(line.startswith("Correct: ") for line in lines)
     assert all("vs numerical gradients" in line for line in lines)
@@ -162,12 +162,12 @@ def layer_backward_no_unshuffle(dout, cache):
 
 
 def layer_backward_flat_grads(dout, cache):
-    dx, grads = ref.sa_backward_parts(dout, cache)
+    dx, grads = ref.sa_backward(dout, cache)
     return dx, {n: g.reshape(-1) for n, g in grads.items()}
 
 
 def layer_backward_missing_key(dout, cache):
-    dx, grads = ref.sa_backward_parts(dout, cache)
+    dx, grads = ref.sa_backward(dout, cache)
     del grads["gn.bias"]
     return dx, grads
 
@@ -256,17 +256,17 @@ CATALOGUE = {
                                              AssertionError, "shares memory with the input x"),
     "shuffle_ignores_groups": (checks.check_shuffle, (shuffle_always_two, ref.channel_shuffle_backward),
                                AssertionError, "use the groups argument"),
-    "layer_forgets_the_shuffle": (checks.check_sa_layer, (layer(shuffle_groups=lambda g, c: None), ref.sa_backward),
+    "layer_forgets_the_shuffle": (checks.check_sa_layer, (layer(shuffle_groups=lambda g, c: None), ref.sa_backward_fused),
                                   AssertionError, "you forgot the channel shuffle"),
-    "layer_shuffles_with_g_groups": (checks.check_sa_layer, (layer(shuffle_groups=lambda g, c: g), ref.sa_backward),
+    "layer_shuffles_with_g_groups": (checks.check_sa_layer, (layer(shuffle_groups=lambda g, c: g), ref.sa_backward_fused),
                                      AssertionError, "uses 2 groups (the two branches), not G"),
-    "layer_swaps_the_branches": (checks.check_sa_layer, (layer(swap=True), ref.sa_backward),
+    "layer_swaps_the_branches": (checks.check_sa_layer, (layer(swap=True), ref.sa_backward_fused),
                                  AssertionError, "you swapped the branches"),
-    "layer_backward_skips_the_unshuffle": (checks.check_sa_layer, (ref.sa_forward_parts, layer_backward_no_unshuffle),
+    "layer_backward_skips_the_unshuffle": (checks.check_sa_layer, (ref.sa_forward, layer_backward_no_unshuffle),
                                            AssertionError, "you skipped it"),
-    "layer_grads_in_flat_shape": (checks.check_sa_layer, (ref.sa_forward_parts, layer_backward_flat_grads),
+    "layer_grads_in_flat_shape": (checks.check_sa_layer, (ref.sa_forward, layer_backward_flat_grads),
                                   AssertionError, "right values, wrong shape"),
-    "layer_grads_missing_a_key": (checks.check_sa_layer, (ref.sa_forward_parts, layer_backward_missing_key),
+    "layer_grads_missing_a_key": (checks.check_sa_layer, (ref.sa_forward, layer_backward_missing_key),
                                   AssertionError, "expected a dict with exactly the keys"),
     "nan_in_the_output": (checks.check_channel_gate, (returns_nan, CG_B), AssertionError, "NaN where the reference"),
     "learner_function_raises": (checks.check_channel_gate, (raises_value_error, CG_B), LearnerError,

@@ -12,11 +12,11 @@ import pytest
 from sa_numpy import (PARAM_NAMES, SALayer, channel_gate_backward, channel_gate_forward,
                       channel_shuffle_backward, channel_shuffle_forward, compare, group_merge_backward,
                       group_merge_forward, group_split_backward, group_split_forward, groupnorm_backward,
-                      groupnorm_forward, random_params, sa_backward, sa_backward_parts, sa_forward,
-                      sa_forward_parts, spatial_gate_backward, spatial_gate_forward)
+                      groupnorm_forward, random_params, sa_backward_fused, sa_backward, sa_forward_fused,
+                      sa_forward, spatial_gate_backward, spatial_gate_forward)
 
 FLOAT32_RTOL = 1e-5
-PAIRS = {"sa_forward": (sa_forward, sa_backward), "sa_forward_parts": (sa_forward_parts, sa_backward_parts)}
+PAIRS = {"sa_forward_fused": (sa_forward_fused, sa_backward_fused), "sa_forward": (sa_forward, sa_backward)}
 SHAPES = [((2, 16, 5, 7), 4), ((2, 12, 3, 3), 3), ((4, 64, 8, 8), 8), ((1, 128, 6, 4), 64)]
 
 
@@ -101,7 +101,7 @@ def test_float32_small_gates_keep_their_relative_accuracy():
     params = random_params(16, 4, np.float64, seed=2)
     params["sbias"] = np.full_like(params["sbias"], -14.0)    # spatial gates around sigmoid(-14) ~ 8e-7
     params["cbias"] = np.full_like(params["cbias"], -14.0)
-    out64, _ = sa_forward(x, params, 4)
-    out32, _ = sa_forward(x.astype(np.float32), {n: v.astype(np.float32) for n, v in params.items()}, 4)
+    out64, _ = sa_forward_fused(x, params, 4)
+    out32, _ = sa_forward_fused(x.astype(np.float32), {n: v.astype(np.float32) for n, v in params.items()}, 4)
     rel = np.abs(out32 - out64) / np.abs(out64)
     assert rel.max() < 1e-5, f"float32 output off by {rel.max():.1e} relative where the gates are small"

@@ -1,5 +1,4 @@
 """exercises/ and solutions/ are generated from course/exercises/ and must stay in step with it."""
-import importlib.util
 import re
 import subprocess
 import sys
@@ -8,18 +7,15 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sa_numpy.checks import EXERCISES, stub_message
+from sa_course import build_exercises
+from sa_course.checks import EXERCISES, stub_message
 
 ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "build_exercises.py"
-spec = importlib.util.spec_from_file_location("build_exercises", SCRIPT)
-build_exercises = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(build_exercises)
 SOURCES = sorted((ROOT / "course" / "exercises").glob("[0-9][0-9]_*.py"))
 
 
 def test_exercises_and_solutions_are_up_to_date_with_their_sources():
-    result = subprocess.run([sys.executable, str(SCRIPT), "--check"], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "sa_course.build_exercises", "--check"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sa_numpy import SALayer
-from sa_numpy.explorer import channel_routing, channel_routing_explorer, plot_channel_routing
+from sa_course.explorer import channel_routing, channel_routing_explorer, plot_channel_routing
 
 
 @pytest.mark.parametrize("channels, groups, c, expected", [
@@ -92,8 +92,8 @@ def test_sliders_redraw_and_report_an_invalid_choice(monkeypatch, capsys):
 
 def test_importing_sa_numpy_does_not_import_the_explorer_or_plotting():
     code = ("import sys, sa_numpy\n"
-            "print('sa_numpy.explorer' in sys.modules)\n"
-            "import sa_numpy.explorer\n"
+            "print('sa_course.explorer' in sys.modules)\n"
+            "import sa_course.explorer\n"
             "print(sorted(m for m in ('matplotlib', 'ipywidgets') if m in sys.modules))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["False", "[]"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from sa_numpy import grade
-from sa_numpy.checks import EXERCISES
+from sa_course import grade
+from sa_course.checks import EXERCISES
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ROOT / "solutions" / "04_shuffle.ipynb"    # the cheapest exercise to check

@@ -1,4 +1,4 @@
-"""Gate hooks and group importance (sa_torch.inspect) on a tiny model, on the CPU
+"""Gate hooks and group importance (sa_torch.gates) on a tiny model, on the CPU
 (and on the GPU too when one is present)."""
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ from sa_numpy.channel_gate import channel_gate_forward
 from sa_numpy.layer import random_params
 from sa_numpy.spatial_gate import spatial_gate_forward
 from sa_torch import SALayer
-from sa_torch.inspect import (GateRecorder, between_class_chance, between_class_fraction, class_scores,
+from sa_torch.gates import (GateRecorder, between_class_chance, between_class_fraction, class_scores,
                               group_importance, masked_class_scores)
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

@@ -10,8 +10,8 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import sa_torch
-from sa_numpy import (PARAM_NAMES, SALayer, compare, random_params, sa_backward, sa_backward_parts,
-                      sa_forward, sa_forward_parts)
+from sa_numpy import (PARAM_NAMES, SALayer, compare, random_params, sa_backward_fused, sa_backward,
+                      sa_forward_fused, sa_forward)
 
 SETTINGS = settings(max_examples=12, deadline=None, derandomize=True)   # the same cases on every run
 
@@ -42,13 +42,13 @@ def torch_reference(x, params, groups, dout):
 
 
 def run_fused(x, params, groups, dout):
-    out, cache = sa_forward(x, params, groups)
-    return (out, *sa_backward(dout, cache))
+    out, cache = sa_forward_fused(x, params, groups)
+    return (out, *sa_backward_fused(dout, cache))
 
 
 def run_parts(x, params, groups, dout):
-    out, cache = sa_forward_parts(x, params, groups)
-    return (out, *sa_backward_parts(dout, cache))
+    out, cache = sa_forward(x, params, groups)
+    return (out, *sa_backward(dout, cache))
 
 
 def run_class(x, params, groups, dout):
@@ -59,7 +59,7 @@ def run_class(x, params, groups, dout):
     return out, dx, layer.grads
 
 
-IMPLEMENTATIONS = {"sa_forward": run_fused, "sa_forward_parts": run_parts, "SALayer": run_class}
+IMPLEMENTATIONS = {"sa_forward_fused": run_fused, "sa_forward": run_parts, "SALayer": run_class}
 
 
 def compare_1e10(name, ours, reference):
@@ -139,5 +139,5 @@ def test_torch_tensors_with_requires_grad_are_accepted_as_parameters():
     params = dict(layer.named_parameters())
     assert all(p.requires_grad for p in params.values())
     x = rng.normal(size=(2, 16, 3, 3))
-    out, _ = sa_forward(x, params, 4)
+    out, _ = sa_forward_fused(x, params, 4)
     compare("out", out, layer(torch.from_numpy(x)).detach())

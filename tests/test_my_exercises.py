@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sa_numpy.grade import grade_notebook
+from sa_course.grade import grade_notebook
 
 EXERCISES = sorted((Path(__file__).resolve().parent.parent / "exercises").glob("[0-9][0-9]_*.ipynb"))
 

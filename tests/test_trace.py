@@ -10,7 +10,7 @@ from sa_numpy.groupnorm import GroupNormCache
 from sa_numpy.grouping import group_split_forward
 from sa_numpy.spatial_gate import SpatialGateCache
 from sa_numpy.functional import sigmoid
-from sa_numpy.trace import HINTS, trace_layer
+from sa_course.trace import HINTS, trace_layer
 
 B, C, H, W, G = 2, 16, 5, 4, 2        # K = 4; H != W so that a transposed map cannot pass
 
@@ -21,7 +21,7 @@ def x():
 
 
 def test_import_does_not_load_torch():
-    code = "import sys, sa_numpy.trace; assert 'torch' not in sys.modules, 'torch was imported'"
+    code = "import sys, sa_course.trace; assert 'torch' not in sys.modules, 'torch was imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

@@ -12,11 +12,11 @@ import torch
 import sa_torch
 from sa_numpy import (SALayer, channel_gate_backward, channel_gate_forward, channel_shuffle_backward,
                       channel_shuffle_forward, group_split_forward, groupnorm_backward, groupnorm_forward,
-                      random_params, sa_backward, sa_backward_parts, sa_forward, sa_forward_parts,
+                      random_params, sa_backward_fused, sa_backward, sa_forward_fused, sa_forward,
                       spatial_gate_backward, spatial_gate_forward)
 
-FORWARDS = {"sa_forward": sa_forward, "sa_forward_parts": sa_forward_parts}
-PAIRS = {"sa_forward": (sa_forward, sa_backward), "sa_forward_parts": (sa_forward_parts, sa_backward_parts)}
+FORWARDS = {"sa_forward_fused": sa_forward_fused, "sa_forward": sa_forward}
+PAIRS = {"sa_forward_fused": (sa_forward_fused, sa_backward_fused), "sa_forward": (sa_forward, sa_backward)}
 
 
 def rand(*shape, dtype=np.float64, seed=0):
@@ -46,12 +46,12 @@ def test_input_that_is_not_4d_is_refused_everywhere(shape):
 
 def test_input_with_an_empty_axis_is_refused():
     with pytest.raises(ValueError, match=r"x has shape \(2, 16, 0, 4\): every axis must have at least one"):
-        sa_forward(rand(2, 16, 0, 4), random_params(16, 4), 4)
+        sa_forward_fused(rand(2, 16, 0, 4), random_params(16, 4), 4)
 
 
 def test_input_that_is_not_an_array_is_refused():
     with pytest.raises(TypeError, match="x must be a numpy.ndarray, got list"):
-        sa_forward([[[[1.0, 2.0]]]], random_params(2, 1), 1)
+        sa_forward_fused([[[[1.0, 2.0]]]], random_params(2, 1), 1)
     with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray"):
         sa_torch.SALayer(16, 4)(rand(2, 16, 3, 3))
 
@@ -79,7 +79,7 @@ def test_channels_not_divisible_by_twice_the_groups_names_both_numbers():
 def test_groups_that_is_not_a_positive_integer_is_refused_everywhere(groups, error, rule):
     pattern = rf"groups={re.escape(repr(groups))} {rule}"
     with pytest.raises(error, match=pattern):
-        sa_forward(rand(1, 8, 2, 2), random_params(8, 2), groups)
+        sa_forward_fused(rand(1, 8, 2, 2), random_params(8, 2), groups)
     with pytest.raises(error, match=pattern):
         SALayer(8, groups)
     with pytest.raises(error, match=pattern):
@@ -89,7 +89,7 @@ def test_groups_that_is_not_a_positive_integer_is_refused_everywhere(groups, err
 
 
 def test_numpy_integer_groups_are_accepted():
-    out, _ = sa_forward(rand(1, 8, 2, 2), random_params(8, 2), np.int64(2))
+    out, _ = sa_forward_fused(rand(1, 8, 2, 2), random_params(8, 2), np.int64(2))
     assert out.shape == (1, 8, 2, 2)
 
 
@@ -142,7 +142,7 @@ def test_bool_parameters_are_refused():
     params = random_params(8, 2)
     params["cbias"] = np.ones((1, 2, 1, 1), dtype=bool)
     with pytest.raises(TypeError, match="cbias has dtype bool; it must be a real number array"):
-        sa_forward(rand(1, 8, 2, 2), params, 2)
+        sa_forward_fused(rand(1, 8, 2, 2), params, 2)
 
 
 # --- eps --------------------------------------------------------------------------------------
@@ -161,7 +161,7 @@ def test_eps_that_is_not_positive_and_finite_is_refused(eps):
 
 def test_eps_that_is_not_a_number_is_refused():
     with pytest.raises(TypeError, match=r"eps='1e-5' must be a real number"):
-        sa_forward(rand(1, 8, 2, 2), random_params(8, 2), 2, eps="1e-5")
+        sa_forward_fused(rand(1, 8, 2, 2), random_params(8, 2), 2, eps="1e-5")
 
 
 # --- parameters ------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def test_state_dict_with_missing_or_unexpected_keys_is_refused():
     params = layer.state_dict()
     params.pop("cweight")
     with pytest.raises(ValueError, match=r"params: missing keys \['cweight'\]"):
-        sa_forward(rand(1, 8, 2, 2), params, 2)
+        sa_forward_fused(rand(1, 8, 2, 2), params, 2)
 
 
 def test_torch_strict_load_refuses_missing_or_unexpected_keys():
@@ -280,12 +280,12 @@ def test_layer_backward_refuses_dout_of_another_dtype():
 
 
 def test_backward_with_a_cache_from_the_other_implementation_is_refused():
-    _, parts_cache = sa_forward_parts(rand(1, 8, 2, 2), random_params(8, 2), 2)
-    _, fused_cache = sa_forward(rand(1, 8, 2, 2), random_params(8, 2), 2)
-    with pytest.raises(TypeError, match="cache must be the SACache returned by sa_forward, got SAPartsCache"):
-        sa_backward(rand(1, 8, 2, 2), parts_cache)
-    with pytest.raises(TypeError, match="got SACache"):
-        sa_backward_parts(rand(1, 8, 2, 2), fused_cache)
+    _, parts_cache = sa_forward(rand(1, 8, 2, 2), random_params(8, 2), 2)
+    _, fused_cache = sa_forward_fused(rand(1, 8, 2, 2), random_params(8, 2), 2)
+    with pytest.raises(TypeError, match="cache must be the FusedCache returned by sa_forward_fused, got SACache"):
+        sa_backward_fused(rand(1, 8, 2, 2), parts_cache)
+    with pytest.raises(TypeError, match="got FusedCache"):
+        sa_backward(rand(1, 8, 2, 2), fused_cache)
 
 
 def test_part_backwards_refuse_dout_of_the_wrong_shape():

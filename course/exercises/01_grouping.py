@@ -63,7 +63,7 @@ def group_merge_backward(dout, cache):
     ### END SOLUTION
 
 # %% tags=["check"]
-from sa_numpy.checks import check_grouping
+from sa_course.checks import check_grouping
 
 check_grouping(group_split_forward, group_split_backward, group_merge_forward, group_merge_backward)
 

@@ -55,7 +55,7 @@ def channel_gate_backward(dout, cache):
     ### END SOLUTION
 
 # %% tags=["check"]
-from sa_numpy.checks import check_channel_gate
+from sa_course.checks import check_channel_gate
 
 check_channel_gate(channel_gate_forward, channel_gate_backward)
 

@@ -60,7 +60,7 @@ def groupnorm_backward(dout, cache):
     ### END SOLUTION
 
 # %% tags=["check"]
-from sa_numpy.checks import check_groupnorm
+from sa_course.checks import check_groupnorm
 
 check_groupnorm(groupnorm_forward, groupnorm_backward)
 
@@ -99,7 +99,7 @@ def spatial_gate_backward(dout, cache):
     ### END SOLUTION
 
 # %% tags=["check"]
-from sa_numpy.checks import check_spatial_gate
+from sa_course.checks import check_spatial_gate
 
 check_spatial_gate(spatial_gate_forward, spatial_gate_backward)
 

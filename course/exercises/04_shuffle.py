@@ -43,7 +43,7 @@ def channel_shuffle_backward(dout, cache):
     ### END SOLUTION
 
 # %% tags=["check"]
-from sa_numpy.checks import check_shuffle
+from sa_course.checks import check_shuffle
 
 check_shuffle(channel_shuffle_forward, channel_shuffle_backward)
 

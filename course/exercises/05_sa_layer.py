@@ -59,7 +59,7 @@ def sa_backward(dout, cache):
     ### END SOLUTION
 
 # %% tags=["check"]
-from sa_numpy.checks import check_sa_layer
+from sa_course.checks import check_sa_layer
 
 check_sa_layer(sa_forward, sa_backward)
 

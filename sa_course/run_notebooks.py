@@ -1,6 +1,6 @@
 """Execute notebooks in place, each in a fresh kernel, so that their stored outputs are current.
 
-    python scripts/run_notebooks.py notebooks/*.ipynb        (the `make notebooks` target)
+    python -m sa_course.run_notebooks notebooks/*.ipynb        (the `make notebooks` target)
 
 The kernel gets the same environment as the tests (see conftest.py): SA_COURSE_STATIC=1
 (widgets render as static figures) and MPLBACKEND=Agg. Execution timestamps are not

@@ -26,15 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .channel_gate import channel_gate_backward, channel_gate_forward
-from .functional import sigmoid
-from .gradcheck import compare, numerical_gradient
-from .groupnorm import groupnorm_backward, groupnorm_forward
-from .grouping import group_merge_backward, group_merge_forward, group_split_backward, group_split_forward
-from .layer import random_params, sa_backward, sa_forward
-from .shuffle import channel_shuffle_backward, channel_shuffle_forward
-from .spatial_gate import spatial_gate_backward, spatial_gate_forward
-from .validate import PARAM_NAMES
+from sa_numpy.channel_gate import channel_gate_backward, channel_gate_forward
+from sa_numpy.functional import sigmoid
+from sa_numpy.gradcheck import compare, numerical_gradient
+from sa_numpy.groupnorm import groupnorm_backward, groupnorm_forward
+from sa_numpy.grouping import group_merge_backward, group_merge_forward, group_split_backward, group_split_forward
+from sa_numpy.fused import sa_backward_fused, sa_forward_fused
+from sa_numpy.layer import random_params
+from sa_numpy.shuffle import channel_shuffle_backward, channel_shuffle_forward
+from sa_numpy.spatial_gate import spatial_gate_backward, spatial_gate_forward
+from sa_numpy.validate import PARAM_NAMES
 
 NUMERIC_RTOL = 1e-7   # analytic vs centred differences with h = 1e-6, in float64
 EPS = 1e-3            # the checks pass eps explicitly, larger than the default, so eps mistakes show
@@ -625,7 +626,7 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
     x = rng.normal(size=(b, c, h, w)) + rng.normal(size=(b, c, 1, 1))
     params = random_params(c, groups, np.float64, seed=7)
     report = _Report("Shuffle Attention layer, forward and backward")
-    rout, rcache = sa_forward(x, params, groups, eps=EPS)
+    rout, rcache = sa_forward_fused(x, params, groups, eps=EPS)
     layer = lambda **kw: _layer(x, params, groups, **{"eps": EPS, **kw})
     args = [("x", x), ("params", params), ("groups", groups)]
     out, cache = _call(sa_forward_fn, "sa_forward", args, ("out", "cache"), eps=EPS)
@@ -646,7 +647,7 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
                     ("groups", groups)], ("out", "cache"), eps=EPS)
 
     dout = rng.normal(size=x.shape)
-    rdx, rgrads = sa_backward(dout, rcache)
+    rdx, rgrads = sa_backward_fused(dout, rcache)
     dx, grads = _call(sa_backward_fn, "sa_backward", [("dout", dout), ("cache", cache)], ("dx", "grads"),
                       watch=args)
     if not isinstance(grads, dict) or set(grads) != set(PARAM_NAMES):
@@ -655,17 +656,17 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
     names = ("dx", *(f"grads[{n!r}]" for n in PARAM_NAMES))
 
     def fwd_with(name):
-        return lambda v: sa_forward(v, params, groups, eps=EPS)[0] if name is None else \
-            sa_forward(x, {**params, name: v}, groups, eps=EPS)[0]
+        return lambda v: sa_forward_fused(v, params, groups, eps=EPS)[0] if name is None else \
+            sa_forward_fused(x, {**params, name: v}, groups, eps=EPS)[0]
     numerics = (_numeric(fwd_with(None), x, dout), *(_numeric(fwd_with(n), params[n], dout) for n in PARAM_NAMES))
     # the backward is linear in dout: a wrong un-shuffle of dout is the right backward of another dout
     shuffled = lambda v: channel_shuffle_forward(v, 2)[0]
     as_tuple = lambda dx_grads: (dx_grads[0], *(dx_grads[1][n] for n in PARAM_NAMES))
     unshuffle_mistakes = [
         ("the forward ends with a shuffle, so the backward starts by un-shuffling dout "
-         "(channel_shuffle_backward); you skipped it", as_tuple(sa_backward(shuffled(dout), rcache))),
+         "(channel_shuffle_backward); you skipped it", as_tuple(sa_backward_fused(shuffled(dout), rcache))),
         ("un-shuffle dout with the INVERSE permutation (channel_shuffle_backward), not with the forward "
-         "shuffle", as_tuple(sa_backward(shuffled(shuffled(dout)), rcache)))]
+         "shuffle", as_tuple(sa_backward_fused(shuffled(shuffled(dout)), rcache)))]
     mistakes = {name: [(hint, lambda v=values[i]: v) for hint, values in unshuffle_mistakes]
                 for i, name in enumerate(names)}
     for name, pname in zip(names[1:], PARAM_NAMES):

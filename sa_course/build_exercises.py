@@ -10,8 +10,8 @@ the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are the soluti
 - ``solutions/NN_name.ipynb`` keeps the solution (markers removed) and is executed in a
   fresh kernel, so its outputs are stored.
 
-    python scripts/build_exercises.py           # rebuild what is out of date
-    python scripts/build_exercises.py --check   # exit 1, naming the files, if any is out of date
+    python -m sa_course.build_exercises           # rebuild what is out of date
+    python -m sa_course.build_exercises --check   # exit 1, naming the files, if any is out of date
 
 Out of date means: different cells (type, source, tags) or notebook metadata than the
 source gives, or, for a solution, a code cell that was not executed.
@@ -27,7 +27,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from sa_numpy.checks import stub_message
+from sa_course.checks import stub_message
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "course" / "exercises"

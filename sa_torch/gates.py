@@ -5,7 +5,7 @@ Three tools, all device-agnostic (they follow the model's and the images' device
 
 - :func:`sa_intermediates` runs an :class:`~sa_torch.layer.SALayer` and returns every tensor
   the lessons name (x0, x1, s, channel_gate, n, spatial_gate, y0, y1, y, out), from the
-  layer's own forward. The tracer (:mod:`sa_numpy.trace`) and the gate hooks both use it.
+  layer's own forward. The tracer (:mod:`sa_course.trace`) and the gate hooks both use it.
 - :class:`GateRecorder` hooks every SA layer of a model and keeps its gates:
   channel gate (B, G, K) and spatial gate (B, G, K, H, W).
 - :func:`group_importance` measures, in the manner of the paper's figure 4 (and the

@@ -6,12 +6,12 @@ functions plugged in) and :class:`sa_torch.SALayer` on the same input and parame
 float64, compares every intermediate of the forward and the backward, and points at the
 first one that differs::
 
-    >>> from sa_numpy.trace import trace_layer
+    >>> from sa_course.trace import trace_layer
     >>> report = trace_layer(x, params, groups=4, parts={"channel_gate_forward": my_forward})
     >>> print(report)                      # the table, then the first divergence and a hint
     >>> report.first_divergence.tensor     # e.g. 's'
 
-The parts are chained as in :func:`sa_numpy.layer.sa_forward_parts`: each part gets the
+The parts are chained as in :func:`sa_numpy.layer.sa_forward`: each part gets the
 previous part's output, so the first row that differs belongs to the first wrong part.
 A part that raises is reported on its row; the steps after it get PyTorch's values and
 are still checked. The pooled ``s``, the ``channel_gate``, the normalised ``n`` and the
@@ -28,10 +28,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import channel_gate, grouping, shuffle, spatial_gate
-from .gradcheck import compare, default_rtol
-from .layer import random_params
-from .validate import PARAM_NAMES, check_channels_groups, check_input, check_params, check_same_shape
+from sa_numpy import channel_gate, grouping, shuffle, spatial_gate
+from sa_numpy.gradcheck import compare, default_rtol
+from sa_numpy.layer import random_params
+from sa_numpy.validate import PARAM_NAMES, check_channels_groups, check_input, check_params, check_same_shape
 
 #: What each intermediate is, shown next to the first one that differs.
 HINTS = {
@@ -191,7 +191,7 @@ def _torch_reference(x, p, groups, dout, eps) -> dict[str, np.ndarray]:
     import torch
 
     from sa_torch import SALayer
-    from sa_torch.inspect import sa_intermediates
+    from sa_torch.gates import sa_intermediates
 
     layer = SALayer(x.shape[1], groups).double()
     layer.gn.eps = eps

@@ -1,12 +1,12 @@
 """Grade exercise notebooks headless, each in a fresh kernel, on a copy.
 
-    python -m sa_numpy.grade                      # every notebook in exercises/
-    python -m sa_numpy.grade exercises/02_channel_gate.ipynb --timeout 60
-    python -m sa_numpy.grade --report my-grades.json
+    python -m sa_course.grade                      # every notebook in exercises/
+    python -m sa_course.grade exercises/02_channel_gate.ipynb --timeout 60
+    python -m sa_course.grade --report my-grades.json
 
 For each notebook the grader copies it to a scratch directory (your file is only read),
 runs its code cells top to bottom in a new kernel, skipping the check cells, and then runs
-the exercise's checks from :mod:`sa_numpy.checks` on the functions your cells defined.
+the exercise's checks from :mod:`sa_course.checks` on the functions your cells defined.
 It prints one row per notebook:
 
     exercise | status | points | message
@@ -154,7 +154,7 @@ def _run_in_kernel(copy: Path, exercise: str, timeout: float) -> tuple[str, str]
     run = nbformat.v4.new_notebook(metadata=nb.metadata)
     run.cells = [nbformat.v4.new_code_cell(c.source) for c in cells]
     run.cells.append(nbformat.v4.new_code_cell(
-        f"from sa_numpy.checks import run_exercise as _sa_run_exercise\n"
+        f"from sa_course.checks import run_exercise as _sa_run_exercise\n"
         f"_sa_run_exercise({exercise!r}, globals())"))
     client = _CappedClient(run, timeout, str(copy.parent))
     current = lambda: labels[max([i for i, c in enumerate(run.cells) if c.get("execution_count")], default=0)]
@@ -208,7 +208,7 @@ def grade_notebook(path, timeout: float = 60) -> Row:
     with tempfile.TemporaryDirectory(prefix="sa-grade-") as tmp:
         copy, result = Path(tmp) / path.name, Path(tmp) / "result.json"
         shutil.copyfile(path, copy)
-        cmd = [sys.executable, "-m", "sa_numpy.grade", "--worker", str(copy), "--exercise", exercise,
+        cmd = [sys.executable, "-m", "sa_course.grade", "--worker", str(copy), "--exercise", exercise,
                "--timeout", str(timeout), "--result", str(result)]
         proc = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -256,7 +256,7 @@ def format_table(rows: list[Row], width: int = 100) -> str:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sa_numpy.grade",
+    parser = argparse.ArgumentParser(prog="python -m sa_course.grade",
                                      description="Grade exercise notebooks in fresh kernels.")
     parser.add_argument("paths", nargs="*", default=["exercises"], help="notebooks or folders (default: exercises/)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per notebook (default 60)")

@@ -1,7 +1,6 @@
 """One figure and table style for every lesson: a few helpers instead of copy-pasted code.
 
-Imported by the notebooks, never by ``sa_numpy`` itself (matplotlib and IPython are only
-needed here).
+Imported by the lessons; matplotlib and IPython are needed here, never in ``sa_numpy``.
 """
 from __future__ import annotations
 
@@ -11,6 +10,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import Markdown
 from matplotlib.patches import FancyArrowPatch, Rectangle
+
+from .routing import channel_routing
 
 #: Colours of the two branches, used in every figure that shows them.
 BRANCH_COLOURS = {"channel": "#1f77b4", "spatial": "#d62728"}
@@ -70,8 +71,6 @@ def channel_strip(ax, channels: int, groups: int, title: str, order=None) -> Non
     ``order`` (length C) lists which input channel sits at each position (default: in order,
     with each group labelled), so the same picture shows a tensor before and after a
     permutation such as the shuffle."""
-    from .explorer import channel_routing
-
     route = channel_routing(channels, groups)       # checks C and G; the layer's own split
     k = channels // (2 * groups)
     in_order = order is None
