@@ -8,14 +8,16 @@ gradient term to add. It starts with a placeholder (``...``); the cell under it 
 - ``Your turn (grouping shape): not tried yet ...`` while the value is still ``...``;
 - ``Correct ...`` with what the result means;
 - for a value that matches a known mistake (to tolerance), that mistake's lesson;
-- otherwise what differs (shape, dtype, or the largest difference), never the answer.
+- otherwise what differs (type, shape, dtype, or the largest difference), never the answer.
 
 The per-lesson tasks live next to this module (``lesson01`` ...): each defines the
 expected value and its known mistakes, so a lesson cell reads
-``your_turn.lesson01.grouped_shape(my_answer)``.
+``your_turn.lesson01.half_shape(my_shape)``. ``your_turn.lessonNN`` is imported on first use.
 """
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -23,32 +25,76 @@ import numpy as np
 #: What an untouched "your turn" cell holds.
 PLACEHOLDER = Ellipsis
 
+_LESSON_MODULE = re.compile(r"lesson\d\d")
+
+
+def __getattr__(name: str):
+    """``your_turn.lesson01`` imports ``sa_course.your_turn.lesson01`` the first time it is used."""
+    if _LESSON_MODULE.fullmatch(name):
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _as_array(value) -> np.ndarray | None:
+    """``value`` as a NumPy array, or None when it cannot be one (ragged lists, odd objects)."""
+    try:
+        return np.asarray(value)
+    except Exception:
+        return None
+
 
 def _same(yours, expected, rtol: float) -> bool:
-    """Equal for ints, tuples and strings; same shape and close values for arrays."""
-    if isinstance(expected, np.ndarray) or isinstance(yours, np.ndarray):
-        try:
-            a, b = np.asarray(yours), np.asarray(expected)
-        except Exception:
-            return False
-        if a.shape != b.shape or not np.issubdtype(a.dtype, np.number):
-            return False
-        return bool(np.allclose(a, b, rtol=rtol, atol=rtol * (1.0 + float(np.abs(b).max(initial=0.0)))))
-    if isinstance(expected, tuple) and isinstance(yours, (tuple, list)):
-        return tuple(yours) == expected
-    return yours == expected
+    """Equal for ints, tuples and strings; same shape and close values for arrays. Never raises."""
+    try:
+        if isinstance(expected, np.ndarray) or isinstance(yours, np.ndarray):
+            a, b = _as_array(yours), _as_array(expected)
+            if a is None or b is None or a.shape != b.shape:
+                return False
+            if not (np.issubdtype(a.dtype, np.number) and np.issubdtype(b.dtype, np.number)):
+                return False
+            scale = float(np.abs(b).max(initial=0.0))
+            return bool(np.allclose(a, b, rtol=rtol, atol=rtol * (1.0 + scale)))
+        if isinstance(expected, tuple):
+            return isinstance(yours, (tuple, list)) and tuple(yours) == expected
+        return bool(yours == expected)
+    except Exception:
+        return False
+
+
+def _short(value, limit: int = 60) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"a {type(value).__name__}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _difference(yours, expected) -> str:
-    if isinstance(expected, np.ndarray):
-        a = np.asarray(yours) if not isinstance(yours, np.ndarray) else yours
-        if a.shape != expected.shape:
-            return f"yours has shape {a.shape}, expected {expected.shape}"
-        if not np.issubdtype(a.dtype, np.number):
-            return f"yours has dtype {a.dtype}, expected numbers ({expected.dtype})"
-        diff = np.abs(a.astype(np.float64) - expected)
-        return f"the shapes agree but the values differ (largest difference {diff.max():.2g})"
-    return f"yours is {yours!r}"
+    """What differs, in words, without giving the expected value away."""
+    try:
+        if isinstance(expected, np.ndarray):
+            a = _as_array(yours)
+            if a is None or a.dtype == object:
+                return f"yours is {_short(yours)}, expected an array"
+            if a.shape != expected.shape:
+                return f"yours has shape {a.shape}, expected {expected.shape}"
+            if not np.issubdtype(a.dtype, np.number):
+                return f"yours has dtype {a.dtype}, expected numbers ({expected.dtype})"
+            diff = np.abs(a.astype(np.float64) - expected)
+            if not np.isfinite(diff).all():
+                return "the shapes agree but yours holds nan or inf"
+            return f"the shapes agree but the values differ (largest difference {diff.max():.2g})"
+        if isinstance(expected, tuple) and not isinstance(yours, (tuple, list)):
+            return f"yours is {_short(yours)}, expected a tuple of {len(expected)} numbers"
+        if isinstance(expected, tuple) and len(yours) != len(expected):
+            return f"yours has {len(yours)} entries, expected {len(expected)}"
+    except Exception:
+        pass
+    return f"yours is {_short(yours)}"
+
+
+def _value(mistake) -> object:
+    return mistake() if callable(mistake) else mistake
 
 
 def check(task: str, yours, expected, mistakes: Iterable[tuple[str, object | Callable[[], object]]] = (),
@@ -57,6 +103,7 @@ def check(task: str, yours, expected, mistakes: Iterable[tuple[str, object | Cal
 
     ``mistakes`` are (lesson, value) pairs, the value or a function computing it: a hint is
     given only when the learner's value matches that mistake's value, never as a guess.
+    A mistake whose value cannot be computed is skipped; nothing here raises.
     """
     if yours is PLACEHOLDER:
         print(f"Your turn ({task}): not tried yet. Replace the ... above, run that cell, then this one.")
@@ -64,9 +111,14 @@ def check(task: str, yours, expected, mistakes: Iterable[tuple[str, object | Cal
     if _same(yours, expected, rtol):
         print(f"Correct ({task}).{' ' + right if right else ''}")
         return True
-    for lesson, value in mistakes:
-        if _same(yours, value() if callable(value) else value, rtol):
+    for lesson, mistake in mistakes:
+        try:
+            value = _value(mistake)
+        except Exception:
+            continue
+        if _same(yours, value, rtol):
             print(f"Not yet ({task}): {lesson}")
             return False
-    print(f"Not yet ({task}): {_difference(yours, expected)}. The worked answer below is folded; try once more first.")
+    print(f"Not yet ({task}): {_difference(yours, expected)}. "
+          "The worked answer below is folded; try once more first.")
     return False
