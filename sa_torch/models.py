@@ -7,7 +7,8 @@
 - SA-ResNet-50/101/152 for ImageNet with the layout of the official SA-Net code
   (``wofmanaf/SA-Net``, ``models/sa_resnet.py``): torchvision's ResNet with an ``sa``
   module in every bottleneck, so the state-dict keys and shapes are the official ones and
-  official checkpoints load with ``strict=True``.
+  official checkpoints load with ``strict=True``; :func:`load_official_checkpoint`
+  (from :mod:`sa_torch.checkpoints`) reads them in the official file format.
 
 Attention ('none', 'sa', 'se' or 'eca', see :mod:`sa_torch.attention`) sits where the
 official ``SABottleneck`` puts it: after the block's last BatchNorm, before the residual
@@ -28,6 +29,7 @@ from torch.nn import functional as F
 from sa_numpy.validate import check_channels_groups
 
 from .attention import ATTENTION_NAMES, check_attention_options, make_attention
+from .checkpoints import load_official_checkpoint
 
 MODEL_NAMES = ("resnet20", "resnet32", "resnet56", "resnet110")
 CIFAR_WIDTHS = (16, 32, 64)
@@ -35,7 +37,7 @@ IMAGENET_WIDTHS = (64, 128, 256, 512)
 
 __all__ = ["MODEL_NAMES", "ATTENTION_NAMES", "BasicBlock", "Bottleneck", "ResNet",
            "ZeroPadShortcut", "build_model", "check_groups_fit", "cifar_resnet",
-           "sa_resnet50", "sa_resnet101", "sa_resnet152"]
+           "load_official_checkpoint", "sa_resnet50", "sa_resnet101", "sa_resnet152"]
 
 
 def conv(in_planes: int, out_planes: int, kernel: int, stride: int = 1) -> nn.Conv2d:
