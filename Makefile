@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
 JUPYTER_ARGS ?=   # extra options for `make course`, e.g. --no-browser --port=8890
 
 .PHONY: course test env browser notebooks exercises grade bench constraints
@@ -13,16 +14,21 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
 	touch $@
 
-env: $(STAMP)
+env: $(STAMP) $(LAB_OVERRIDES)
+
+# The course's JupyterLab defaults (no "get notified about Jupyter news" pop-up, no update
+# check), installed as this environment's overrides.json: the learner's own settings win.
+$(LAB_OVERRIDES): jupyter/overrides.json $(STAMP)
+	mkdir -p $(dir $@) && cp $< $@
 
 ## Open the course in JupyterLab, at the first lesson. It serves the whole project folder
 ## (lessons, exercises, solutions); a file argument would serve only notebooks/.
-course: $(STAMP)
+course: $(STAMP) $(LAB_OVERRIDES)
 	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
 	    --LabApp.default_url=/lab/tree/notebooks/00_overview.ipynb $(JUPYTER_ARGS)
 
 ## Set up if needed, then run every test: unit tests, notebooks (nbval), grader, browser.
-test: $(STAMP) browser
+test: $(STAMP) $(LAB_OVERRIDES) browser
 	$(BIN)/python -m pytest
 
 # Headless Chromium for the JupyterLab browser test (Debian's package; root only).

@@ -28,13 +28,13 @@ import nbformat
 from nbclient import NotebookClient
 
 from sa_course.checks import stub_message
+from sa_course.notebook_meta import KERNEL_NAME, notebook_metadata
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "course" / "exercises"
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 CELL = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 DEF = re.compile(r"^\s*def (\w+)\(")
-KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
 
 
 def parse(path: Path) -> list[dict]:
@@ -91,9 +91,8 @@ def keep_solution(source: str) -> str:
 def build(source: Path, kind: str) -> nbformat.NotebookNode:
     """The unexecuted notebook of one kind ("exercise" or "solution") for one source."""
     nb = nbformat.v4.new_notebook()
-    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"},
-                   "sa_course": {"exercise": source.stem, "kind": kind,
-                                 "source": source.relative_to(ROOT).as_posix()}}
+    nb.metadata = notebook_metadata(sa_course={"exercise": source.stem, "kind": kind,
+                                               "source": source.relative_to(ROOT).as_posix()})
     for i, cell in enumerate(parse(source)):
         text = cell["source"]
         if cell["cell_type"] == "markdown":
@@ -111,13 +110,13 @@ def build(source: Path, kind: str) -> nbformat.NotebookNode:
 def execute(nb: nbformat.NotebookNode) -> None:
     """Run a notebook top to bottom in a fresh kernel, in a scratch directory."""
     with tempfile.TemporaryDirectory() as tmp:
-        NotebookClient(nb, timeout=300, kernel_name="python3", record_timing=False,
+        NotebookClient(nb, timeout=300, kernel_name=KERNEL_NAME, record_timing=False,
                        resources={"metadata": {"path": tmp}}).execute()
 
 
 def normalised(nb: nbformat.NotebookNode) -> tuple:
     """What must agree with the source: metadata we set, and each cell's type, source, tags."""
-    return (nb.metadata.get("kernelspec"), nb.metadata.get("sa_course"),
+    return (nb.metadata.get("kernelspec"), nb.metadata.get("language_info"), nb.metadata.get("sa_course"),
             [(c.cell_type, c.get("id"), c.source, c.metadata.get("tags", [])) for c in nb.cells])
 
 

@@ -6,13 +6,16 @@ The kernel gets the same environment as the tests (see conftest.py): SA_COURSE_S
 (widgets render as static figures) and MPLBACKEND=Agg. Execution timestamps are not
 recorded, so re-running an unchanged notebook changes nothing but what really changed.
 A failing cell stops the run with the notebook, the cell and the error; the failing
-notebook is left as it was on disk.
+notebook is left as it was on disk. Lessons 06 and 07 also store what their data-dependent
+cells print without CIFAR-10, and need the course's copy of it (see :mod:`sa_course.lesson_data`).
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,29 +23,44 @@ import nbformat
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
+from . import lesson_data
+from .notebook_meta import KERNEL_NAME, notebook_metadata
+
 #: What conftest.py sets for the notebooks run under nbval: keep the two in step.
 KERNEL_ENV = {"SA_COURSE_STATIC": "1", "MPLBACKEND": "Agg"}
-KERNEL_NAME = "python3"
 
 
 def clean_metadata(nb: nbformat.NotebookNode) -> None:
-    """Keep only what a reader needs: the kernel, the language, no per-cell timings."""
-    nb.metadata = nbformat.from_dict({
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": KERNEL_NAME},
-        "language_info": {"name": "python", "pygments_lexer": "ipython3"},
-    })
+    """Keep only what a reader needs: the kernel and language as the kernel reports them
+    (so that JupyterLab finds nothing to update on opening), no per-cell timings."""
+    nb.metadata = nbformat.from_dict(notebook_metadata())
     for cell in nb.cells:
         for key in ("execution", "collapsed", "scrolled", "ExecuteTime"):
             cell.metadata.pop(key, None)
 
 
-def run_notebook(path: Path, timeout: int) -> float:
-    """Execute ``path`` top to bottom in a fresh kernel and write it back. Returns seconds."""
-    nb = nbformat.read(path, as_version=4)
+def execute(nb: nbformat.NotebookNode, path: Path, timeout: int, env: dict[str, str] | None = None) -> None:
+    """Run every cell of ``nb`` (read from ``path``) in a fresh kernel started in its folder."""
     client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL_NAME, record_timing=False,
                             resources={"metadata": {"path": str(path.parent.resolve())}})
+    client.execute(env={**os.environ, **KERNEL_ENV, **(env or {})})
+
+
+def run_notebook(path: Path, timeout: int) -> float:
+    """Execute ``path`` top to bottom in a fresh kernel and write it back. Returns seconds.
+
+    A lesson with cells tagged ``depends-on-data`` (:mod:`sa_course.lesson_data`) runs twice:
+    first with CIFAR-10 hidden, to store what those cells print on the stand-in data, then with
+    the course's JPEG copy of CIFAR-10 (which it needs) for the outputs everyone sees."""
+    nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    client.execute(env={**os.environ, **KERNEL_ENV})
+    if any(lesson_data.depends_on_data(cell) for cell in nb.cells):
+        lesson_data.require_jpeg_copy(path)
+        on_stand_in = copy.deepcopy(nb)
+        with tempfile.TemporaryDirectory() as folder:
+            execute(on_stand_in, path, timeout, lesson_data.hidden_data_env(folder))
+        lesson_data.store_stand_in_outputs(nb, on_stand_in)
+    execute(nb, path, timeout)
     seconds = time.perf_counter() - start
     clean_metadata(nb)
     nbformat.validate(nb)
@@ -71,6 +89,9 @@ def main(argv=None) -> int:
             seconds = run_notebook(path, args.timeout)
         except (CellExecutionError, CellTimeoutError) as exc:
             print(failed_cell(path, exc), file=sys.stderr)
+            return 1
+        except lesson_data.DataMissing as exc:
+            print(exc, file=sys.stderr)
             return 1
         total += seconds
         print(f"{path}: executed in {seconds:.1f} s")

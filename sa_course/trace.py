@@ -288,7 +288,8 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
 
     x: (B, C, H, W), converted to float64. params: the six official names, (K,) or
     (1, K, 1, 1); None draws :func:`~sa_numpy.layer.random_params` with ``seed``.
-    dout: (B, C, H, W) upstream gradient; None draws a standard normal one with ``seed``.
+    dout: (B, C, H, W) upstream gradient; None draws a standard normal one from a stream of
+    its own (seeded by ``(seed, 1)``), independent of the parameters' stream.
     parts: functions to plug in instead of the reference ones, keyed by their names
     (``"channel_gate_forward"``, ``"group_merge_backward"``, ... see ``PART_NAMES``), with
     the reference signatures. The parts get the parameters in the official shapes, as the
@@ -302,12 +303,11 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
     b, c, h, w = x.shape
     k = check_channels_groups(c, groups)
     fns = _resolve_parts(parts)
-    rng = np.random.default_rng(seed)
     p = check_params(random_params(c, groups, seed=seed) if params is None else params, k, np.float64)
     official = {n: v.reshape(1, k, 1, 1) if n in ("cweight", "cbias", "sweight", "sbias") else v
                 for n, v in p.items()}
-    if dout is None:
-        dout = rng.standard_normal(x.shape)
+    if dout is None:     # not the parameters' stream: its first values would equal cweight
+        dout = np.random.default_rng([seed, 1]).standard_normal(x.shape)
     check_same_shape(dout, x.shape, "dout", "the layer's output")
     dout = np.array(dout, dtype=np.float64)
     rtol = default_rtol(np.float64)

@@ -1,8 +1,9 @@
 """Every lesson in notebooks/ is stored the way a learner should find it.
 
 nbval (run by the same `pytest` command) re-executes the lessons and compares their outputs;
-these tests check what nbval does not: the kernel, a clean top-to-bottom run, the closing
-questions, and no trace of the machine that executed them.
+these tests check what nbval does not: the kernel, a clean top-to-bottom run, how a lesson
+ends (key ideas, questions with folded hints, references), and no trace of the machine that
+executed them.
 """
 from __future__ import annotations
 
@@ -14,12 +15,17 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from sa_course.notebook_meta import kernelspec, language_info
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+GENERATED = NOTEBOOKS + sorted((ROOT / "exercises").glob("*.ipynb")) + sorted((ROOT / "solutions").glob("*.ipynb"))
 LESSONS = ["00_overview", "01_feature_grouping", "02_channel_attention",
-           "03_spatial_attention_groupnorm", "04_channel_shuffle", "05_whole_layer"]
-QUESTIONS = re.compile(r"^#+\s*Questions to think about\s*$", re.MULTILINE)
-HEADING = re.compile(r"^#+\s", re.MULTILINE)
+           "03_spatial_attention_groupnorm", "04_channel_shuffle", "05_whole_layer",
+           "06_sa_resnet_cifar", "07_seeing_attention"]
+SECTION = re.compile(r"^##\s+(.+?)\s*$", re.MULTILINE)
+#: The sections every lesson ends with, in any order.
+CLOSING = {"Key ideas", "Questions to think about", "References"}
 
 
 def machine_paths() -> list[str]:
@@ -45,16 +51,16 @@ def read(path: Path) -> nbformat.NotebookNode:
     return nbformat.read(path, as_version=4)
 
 
-def test_all_six_lessons_exist():
-    names = [p.stem for p in NOTEBOOKS]
-    missing = [name for name in LESSONS if name not in names]
-    assert not missing, f"lessons missing from notebooks/: {missing}"
+def test_all_eight_lessons_exist_and_nothing_else():
+    assert [p.stem for p in NOTEBOOKS] == LESSONS
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_kernel_is_python3(path):
-    spec = read(path).metadata.get("kernelspec", {})
-    assert spec.get("name") == "python3", f"{path.name}: kernelspec name is {spec.get('name')!r}, expected 'python3'"
+@pytest.mark.parametrize("path", GENERATED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_stores_the_kernel_metadata_jupyterlab_would_write(path):
+    """Otherwise opening the notebook in JupyterLab marks it modified (tests/ui checks that too)."""
+    metadata = read(path).metadata
+    assert metadata.get("kernelspec") == kernelspec(), f"{path.name}: kernelspec {metadata.get('kernelspec')}"
+    assert metadata.get("language_info") == language_info(), f"{path.name}: language_info {metadata.get('language_info')}"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -76,16 +82,25 @@ def test_executed_top_to_bottom_once(path):
                 assert out.execution_count == cell.execution_count, f"{path.name}: stale output in cell {cell.execution_count}"
 
 
+def closing_sections(path: Path) -> dict[str, str]:
+    """The lesson's last three ``##`` sections, title -> text (all cells after the heading)."""
+    text = "\n\n".join(c.source for c in read(path).cells if c.cell_type == "markdown")
+    heads = list(SECTION.finditer(text))[-3:]
+    return {m.group(1): text[m.end():(heads[i + 1].start() if i + 1 < len(heads) else len(text))]
+            for i, m in enumerate(heads)}
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_ends_with_questions_to_think_about(path):
-    cells = read(path).cells
-    last = cells[-1]
-    assert last.cell_type == "markdown", f"{path.name}: the last cell is a {last.cell_type} cell, not the questions"
-    match = QUESTIONS.search(last.source)
-    assert match, f"{path.name}: the last cell has no '## Questions to think about' heading"
-    after = last.source[match.end():]
-    assert not HEADING.search(after), f"{path.name}: another section follows 'Questions to think about'"
-    assert re.search(r"^\s*1\.\s", after, re.MULTILINE), f"{path.name}: 'Questions to think about' has no numbered questions"
+def test_ends_with_key_ideas_questions_and_references(path):
+    sections = closing_sections(path)
+    assert set(sections) == CLOSING, f"{path.name}: its last sections are {list(sections)}, expected {sorted(CLOSING)}"
+    questions = sections["Questions to think about"]
+    assert re.search(r"^\s*1\.\s", questions, re.MULTILINE), f"{path.name}: no numbered questions"
+    assert "<details>" in questions and "</details>" in questions, f"{path.name}: no folded hints or answers"
+    assert re.search(r"^\s*[-*]\s", sections["Key ideas"], re.MULTILINE), f"{path.name}: key ideas are not a list"
+    references = sections["References"]
+    assert "2102.00240" in references, f"{path.name}: the references do not cite the SA-Net paper (arXiv 2102.00240)"
+    assert "wofmanaf/SA-Net" in references, f"{path.name}: the references do not point at the official code"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

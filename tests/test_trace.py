@@ -147,3 +147,25 @@ def test_the_exercise_solutions_trace_clean(x):
                                        "spatial_gate_forward", "spatial_gate_backward")}
     report = trace_layer(x, None, G, parts=parts)
     assert report.ok, str(report)
+
+
+def test_default_dout_is_drawn_apart_from_the_default_parameters(x):
+    """With params=None and dout=None both used to come from one seeded stream, so dout's
+    first K values equalled cweight: a backward that mixed the two up could pass."""
+    from sa_numpy.layer import random_params
+    from sa_numpy.shuffle import channel_shuffle_backward
+
+    seen = {}
+
+    def spy(dout, cache):
+        seen["dout"] = dout.copy()
+        return channel_shuffle_backward(dout, cache)
+
+    report = trace_layer(x, None, G, parts={"channel_shuffle_backward": spy})
+    assert report.ok
+    dout, params = seen["dout"], random_params(C, G, seed=0)
+    assert dout.shape == x.shape and dout.dtype == np.float64
+    stream = np.concatenate([v.ravel() for v in params.values()])       # the parameters, in draw order
+    flat = dout.ravel()
+    assert not np.isin(flat, stream).any(), "dout repeats values of the parameters' stream"
+    assert abs(flat.mean()) < 0.25 and 0.75 < flat.std() < 1.25     # still a standard normal draw

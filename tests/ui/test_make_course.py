@@ -1,5 +1,6 @@
 """The README's first command, `make course`, really starts JupyterLab on the course,
-serving lessons, exercises and solutions, and opening lesson 00.
+serving lessons, exercises and solutions, and opening lesson 00, without the "get notified
+about Jupyter news" pop-up (the course's overrides.json, not the learner's own settings).
 
 It runs the Makefile target itself (with the set-up already done, as after `make test`),
 on loopback with a random port and token, in an isolated Jupyter home, and always stops it.
@@ -32,7 +33,7 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
 def test_make_course_serves_lesson_00(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTER", "IPYTHON"))}
     for var in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR",
-                "JUPYTERLAB_WORKSPACES_DIR"):
+                "JUPYTERLAB_WORKSPACES_DIR", "JUPYTERLAB_SETTINGS_DIR"):
         env[var] = str(tmp_path / var.lower())
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -71,6 +72,11 @@ def test_make_course_serves_lesson_00(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as redirect:
             opener.open(f"http://127.0.0.1:{port}/?token={token}", timeout=10)
         assert "/lab/tree/notebooks/00_overview.ipynb" in redirect.value.headers["Location"]
+        # no news pop-up and no update check, with empty user settings: JupyterLab asks about
+        # news whenever fetchNews is "none", its default; overrides.json replaces the defaults
+        schema = api("/lab/api/settings/@jupyterlab/apputils-extension:notification")["schema"]["properties"]
+        assert schema["fetchNews"]["default"] == "false", schema["fetchNews"]
+        assert schema["checkForUpdates"]["default"] is False, schema["checkForUpdates"]
     finally:
         children = psutil.Process(process.pid).children(recursive=True) if process.poll() is None else []
         os.killpg(process.pid, signal.SIGTERM)
