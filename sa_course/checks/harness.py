@@ -1,0 +1,256 @@
+"""The checks' shared machinery: call a learner's function, compare, report.
+
+Every exercise module builds its inputs with :func:`rng` and :func:`away_from_zero`, calls
+the learner's functions through :func:`call` (which also catches in-place writes),
+compares each output with :class:`Report` (reference and numerical gradient, with a hint
+when the output matches a known mistake from :mod:`sa_course.checks.mistakes`) and ends
+with one line of praise.
+
+The same code serves two places. In a notebook's check cell the functions are the
+learner's own. In the grader (:mod:`sa_course.grade`) they are stand-ins that run the
+learner's function in the learner's kernel and bring back plain arrays; the grader then
+installs a :class:`Grading` context, which draws the inputs from a seed of its own, answers
+"do these two arrays share memory" from what the kernel reported, and collects the praise
+instead of printing it.
+"""
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sa_numpy.gradcheck import compare, numerical_gradient
+
+NUMERIC_RTOL = 1e-7   # analytic vs centred differences with h = 1e-6, in float64
+EPS = 1e-3            # the checks pass eps explicitly, larger than the default, so eps mistakes show
+
+
+class NotAttempted(NotImplementedError):
+    """A function of the exercise still raises NotImplementedError."""
+
+
+class LearnerError(AssertionError):
+    """A function of the exercise raised an exception while being checked."""
+
+
+class CheckFailure(AssertionError):
+    """A check failed with a message that is already complete (passed on unchanged by :func:`call`)."""
+
+
+@dataclass
+class Grading:
+    """Set by the grader while it runs the checks on stand-ins for the learner's functions."""
+    seed: int
+    shares: callable            # shares(out, arr) -> bool, from what the learner's kernel reported
+    praise: list = field(default_factory=list)
+
+
+_GRADING: contextvars.ContextVar[Grading | None] = contextvars.ContextVar("sa_course_grading", default=None)
+
+
+def grading(context: Grading):
+    """Install a grading context for the current thread: ``with grading(ctx): run_exercise(...)``."""
+    class _Scope:
+        def __enter__(self):
+            self.token = _GRADING.set(context)
+            return context
+
+        def __exit__(self, *exc):
+            _GRADING.reset(self.token)
+    return _Scope()
+
+
+_COURSE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def short_traceback(check):
+    """Re-raise a failed check from the check itself, so that the learner sees the message
+    and the hint at the bottom of a short traceback rather than the checks' internals."""
+    @functools.wraps(check)
+    def wrapper(*args, **kwargs):
+        try:
+            return check(*args, **kwargs)
+        except (AssertionError, NotImplementedError) as exc:
+            failure = exc
+        raise failure.with_traceback(None)
+    return wrapper
+
+
+def where(tb) -> str:
+    """The innermost frame of the learner's own code in a traceback, as ' (line N: `src`)'."""
+    frames = [f for f in traceback.extract_tb(tb)
+              if not f.filename.startswith(_COURSE_DIR) and "site-packages" not in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    src = f" `{f.line.strip()}`" if f.line else ""
+    return f"\n  at line {f.lineno} of your {f.name}:{src}"
+
+
+def arrays(value):
+    """Every ndarray inside a value (arrays, tuples and lists of them, dicts of them)."""
+    if isinstance(value, np.ndarray):
+        yield value
+    elif isinstance(value, (tuple, list)):
+        for v in value:
+            yield from arrays(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from arrays(v)
+
+
+def call(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...], watch=(), **kwargs):
+    """Call a learner's function; check it left its array inputs alone and returned ``returns``.
+
+    ``args`` are (label, value) pairs in positional order; arrays inside any argument
+    except one labelled "cache", and inside the (label, value) pairs of ``watch`` (a
+    backward's cache may hold the forward's inputs), must be unchanged after the call.
+    """
+    if not callable(fn):
+        raise AssertionError(f"{name} should be a function, got {type(fn).__name__}")
+    watched = [(label, a, a.copy()) for label, v in (*args, *watch) if label != "cache" for a in arrays(v)]
+    try:
+        result = fn(*(v for _, v in args), **kwargs)
+    except NotImplementedError:
+        raise NotAttempted(f"{name} is not written yet: it still raises NotImplementedError. "
+                           f"Replace the `raise NotImplementedError(...)` line with your code.") from None
+    except (LearnerError, CheckFailure):
+        raise
+    except Exception as exc:
+        raise LearnerError(f"{name} raised {type(exc).__name__}: {exc}{where(exc.__traceback__)}") from exc
+    for label, arr, before in watched:
+        if not np.array_equal(arr, before, equal_nan=True):
+            changed = np.argwhere(~((arr == before) | (np.isnan(arr) & np.isnan(before))))[0]
+            raise AssertionError(
+                f"{name} changed its input {label} in place (first at index {tuple(int(i) for i in changed)})."
+                f"\n  hint: never write into an input: `{label} *= ...`, `{label}[...] = ...` or "
+                f"`out={label}` modify the caller's array. Compute into a new array instead.")
+    expected = returns[0] if len(returns) == 1 else f"a tuple ({', '.join(returns)})"
+    if len(returns) > 1:
+        if not isinstance(result, (tuple, list)):
+            raise AssertionError(f"{name} should return {expected}, got {type(result).__name__}")
+        if len(result) != len(returns):
+            raise AssertionError(f"{name} should return {expected} ({len(returns)} items), "
+                                 f"got a {type(result).__name__} of {len(result)} items")
+        return tuple(result)
+    return result
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a learner's array matches a candidate (a known mistake) to rounding error."""
+    scale = float(np.max(np.abs(b), initial=0.0))
+    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-8 * scale + 1e-12))
+
+
+def diagnose(ours, reference: np.ndarray, mistakes) -> str | None:
+    """The hint for a failed comparison: a dtype hint, or the first known mistake (hint, make)
+    whose make() the learner's array matches. A make() that returns None does not apply."""
+    if not isinstance(ours, np.ndarray):
+        return None
+    if ours.dtype != reference.dtype:
+        return (f"compute in the input's dtype ({reference.dtype}): look for .astype(...), "
+                f"np.float32 or an array created without dtype=x.dtype")
+    with np.errstate(all="ignore"):
+        mine = ours.astype(np.float64)
+        for text, make in mistakes:
+            candidate = make()
+            if candidate is not None and _close(mine, np.asarray(candidate, dtype=np.float64)):
+                return text
+    return None
+
+
+def expect(name: str, ours, reference, mistakes=(), rtol: float | None = None):
+    """compare(), with a hint when the learner's array matches a known mistake."""
+    if ours is not None and not isinstance(ours, np.ndarray):
+        raise AssertionError(f"{name}: got {type(ours).__name__}, expected a numpy.ndarray")
+    try:
+        return compare(name, ours, reference, rtol=rtol)
+    except AssertionError:
+        hint = diagnose(ours, reference, mistakes)
+    return compare(name, ours, reference, rtol=rtol, hint=hint)   # fails again, now with the hint
+
+
+def shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
+    """np.shares_memory, or, while grading, what the learner's kernel reported for the two."""
+    context = _GRADING.get()
+    return context.shares(a, b) if context is not None else bool(np.shares_memory(a, b))
+
+
+def not_a_view(name: str, out: np.ndarray, inputs: dict[str, np.ndarray]) -> None:
+    for label, arr in inputs.items():
+        if shares_memory(out, arr):
+            raise AssertionError(
+                f"{name} shares memory with the input {label}: it is a view of it, so writing into "
+                f"one changes the other.\n  hint: reshape and slicing return views when they can; "
+                f"return a new array (add .copy())")
+
+
+def numeric(f, x: np.ndarray, dout: np.ndarray) -> np.ndarray:
+    """Numerical gradient of sum(f(x) * dout) on a private copy of x."""
+    return numerical_gradient(f, np.array(x, dtype=np.float64, copy=True), dout)
+
+
+@dataclass
+class Report:
+    """Collects the errors a check measured, for its one line of praise. An error is the largest
+    absolute difference divided by the largest entry of the expected tensor."""
+    title: str
+    ref: float = 0.0
+    num: float | None = None
+
+    def expect(self, name: str, ours, expected, mistakes=(), numeric: bool = False):
+        """expect() (at NUMERIC_RTOL against a numerical gradient), and record the error."""
+        comparison = expect(name, ours, expected, mistakes, rtol=NUMERIC_RTOL if numeric else None)
+        scale = float(np.max(np.abs(expected), initial=0.0))
+        error = comparison.max_abs / scale if scale > 0 else comparison.max_abs
+        if numeric:
+            self.num = max(self.num or 0.0, error)
+        else:
+            self.ref = max(self.ref, error)
+
+    def outputs(self, names, ours, refs, numerics, mistakes: dict, no_alias: dict) -> None:
+        """Each output against its numerical gradient (when given), then against the reference."""
+        for name, mine, ref, num in zip(names, ours, refs, numerics):
+            if num is not None:
+                self.expect(f"{name} (vs numerical gradient)", mine, num, mistakes.get(name, ()), numeric=True)
+            self.expect(name, mine, ref, mistakes.get(name, ()))
+            not_a_view(name, mine, no_alias)
+
+    def praise(self) -> None:
+        fmt = lambda v: f"{v:.0e}" if v else "0"
+        num = "" if self.num is None else f", vs numerical gradients {fmt(self.num)}"
+        text = f"Correct: {self.title}. Largest relative error vs sa_numpy {fmt(self.ref)}{num}. Well done!"
+        context = _GRADING.get()
+        if context is None:
+            print(text)
+        else:
+            context.praise.append(text)
+
+
+def keeps_float32(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...], **kwargs):
+    """Run a forward on float32 inputs: the output must stay float32."""
+    out = call(fn, name, args, returns, **kwargs)
+    first = out[0] if len(returns) > 1 else out
+    if isinstance(first, np.ndarray) and first.dtype != np.float32:
+        raise AssertionError(f"{returns[0]}: dtype {first.dtype} for float32 input, expected float32\n"
+                             f"  hint: keep the input's dtype: create arrays with dtype=x.dtype "
+                             f"(np.zeros(shape) is float64) and avoid .astype(np.float64)")
+
+
+def seed(base: int) -> int:
+    """The seed a check uses: ``base`` in a notebook, one drawn by the grader while grading."""
+    context = _GRADING.get()
+    return base if context is None else int(np.random.default_rng([context.seed, base]).integers(2**63))
+
+
+def rng(base: int):
+    return np.random.default_rng(seed(base))
+
+
+def away_from_zero(gen, shape) -> np.ndarray:
+    """Random values with |v| in [0.5, 1.5] and random signs: never a trivial parameter."""
+    return gen.uniform(0.5, 1.5, shape) * gen.choice([-1.0, 1.0], shape)

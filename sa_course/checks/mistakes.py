@@ -1,0 +1,240 @@
+"""The known mistakes: one table, each with an id, its hint, and how to produce its result.
+
+When a learner's output disagrees with the reference, the check recomputes every known
+mistake for that output and, if the learner's array matches one, prints its hint. A
+mistake is a :class:`Mistake`: its ``id`` reads ``check.tensor.what``, its ``hint`` is the
+text shown after ``hint:``, and ``make(c)`` returns the array the mistake produces (or
+None where it does not apply), from ``c``, the context the check built: its inputs, the
+reference results and the forward/backward "with a switch" helpers each exercise module
+defines (``c.variant(i, dsig="none")`` is the channel gate's backward without the
+sigmoid's derivative, and so on). Mistakes are tried in table order; the first match wins.
+
+Add a mistake by adding a row (and, when it needs one, a switch to the module's helper).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from sa_numpy.functional import sigmoid
+from sa_numpy.grouping import group_merge_forward, group_split_backward
+
+
+@dataclass(frozen=True)
+class Mistake:
+    id: str                      # "check.tensor.what"
+    hint: str
+    make: Callable               # make(c) -> the mistake's array for the check's context c, or None
+
+    @property
+    def check(self) -> str:
+        return self.id.split(".", 1)[0]
+
+    @property
+    def tensor(self) -> str:
+        return self.id.split(".", 1)[1].rsplit(".", 1)[0]
+
+
+TABLE: list[Mistake] = []
+
+
+def _add(id_: str, hint: str, make: Callable) -> None:
+    TABLE.append(Mistake(id_, hint, make))
+
+
+def hints(check: str, tensor: str, c) -> list[tuple[str, Callable]]:
+    """(hint, make) pairs for the harness: the mistakes of one tensor, bound to the context c.
+    A hint may say ``{shape}``: the shape of the reference, ``c.refs_by_name[tensor]``."""
+    text = lambda m: m.hint.format(shape=c.refs_by_name[tensor].shape) if "{shape}" in m.hint else m.hint
+    return [(text(m), lambda m=m: m.make(c)) for m in TABLE if m.check == check and m.tensor == tensor]
+
+
+def by_id(id_: str) -> Mistake:
+    return next(m for m in TABLE if m.id == id_)
+
+
+SUMMED = "it is shared by every row and pixel, so sum its gradient over all of them"
+
+
+def _shape(check: str, tensor: str, unsummed: Callable | None = None) -> None:
+    """The hints every parameter gradient shares: not summed over the rows (when the per-row
+    terms are given) and right values in the wrong shape. ``c.refs_by_name[tensor]`` is the reference."""
+    ref = lambda c: c.refs_by_name[tensor]
+    if unsummed is not None:
+        _add(f"{check}.{tensor}.not_summed",
+             f"{tensor} must have the shape of the parameter, {{shape}}: {SUMMED}", unsummed)
+    reshape = (f"right values, wrong shape: return {tensor} in the parameter's shape {{shape}}, "
+               f"e.g. with .reshape(param.shape)")
+    _add(f"{check}.{tensor}.flat", reshape, lambda c: ref(c).reshape(-1))
+    _add(f"{check}.{tensor}.four_d", reshape, lambda c: ref(c).reshape(1, -1, 1, 1))
+
+
+# ------------------------------------------------------------------ 01 grouping
+_add("grouping.x0.swapped", "x0 is the FIRST half of each group (the channel branch) and x1 the second; "
+     "you swapped them", lambda c: c.rx1)
+_add("grouping.x1.swapped", "x1 is the SECOND half of each group; you swapped x0 and x1", lambda c: c.rx0)
+for _i, _half in enumerate(("x0", "x1")):
+    _add(f"grouping.{_half}.halves_first",
+         "group first, then split each group in two: reshape to (B*G, 2K, H, W) and take [:, :K] and "
+         "[:, K:]. You split all C channels in half first", lambda c, i=_i: c.half(c.halves_first[:, i]))
+    _add(f"grouping.{_half}.groups_first",
+         "row n of the halves is sample n // G, group n % G (sample-major): x.reshape(B*G, 2K, H, W) "
+         "gives that order; you put the groups first",
+         lambda c, i=_i: c.half(c.xg.transpose(1, 0, 2, 3, 4)[:, :, i * c.k:(i + 1) * c.k]))
+    _add(f"grouping.{_half}.interleaved", "each half is a block of K consecutive channels, not every other "
+         "channel", lambda c, i=_i: c.half(c.xg[:, :, i::2]))
+    _add(f"grouping.{_half}.unmerged", "merge the batch and group axes: each half has shape (B*G, K, H, W)",
+         lambda c, i=_i: c.xg[:, :, i * c.k:(i + 1) * c.k])
+_add("grouping.dx.swapped", "dx0 goes back to the first half of each group and dx1 to the second; you "
+     "swapped them", lambda c: group_split_backward((c.dx1, c.dx0), c.rcache))
+_add("grouping.dx.concat_then_reshape", "undo the forward exactly: concatenate dx0 and dx1 along the channel "
+     "axis (axis=1), then reshape to (B, C, H, W)",
+     lambda c: np.concatenate([c.dx0.reshape(c.b, -1, c.h, c.w), c.dx1.reshape(c.b, -1, c.h, c.w)], axis=1))
+_add("grouping.y.swapped", "y0 goes into the first half of each group and y1 into the second; you swapped them",
+     lambda c: group_merge_forward(c.y1, c.y0, c.b)[0])
+_add("grouping.y.batch_axis", "concatenate along the channel axis (axis=1) before reshaping to (B, C, H, W)",
+     lambda c: np.concatenate([c.y0, c.y1], axis=0).reshape(c.b, c.c, c.h, c.w))
+_MERGE_SWAPPED = "dy0 is the first half of each group of dout and dy1 the second; you swapped them"
+_add("grouping.dy0.swapped", _MERGE_SWAPPED, lambda c: c.rdy1)
+_add("grouping.dy1.swapped", _MERGE_SWAPPED, lambda c: c.rdy0)
+
+# ------------------------------------------------------------------ 02 channel gate
+_add("channel_gate.y0.no_sigmoid", "apply the sigmoid: the gate is sigmoid(cweight * s + cbias), not the "
+     "affine itself", lambda c: c.x0 * (c.cw * c.s + c.cb))
+_add("channel_gate.y0.no_pooling", "pool first: s is the mean of each channel over its H*W pixels "
+     "(x0.mean(axis=(2, 3), keepdims=True)); you gated every pixel by itself", lambda c: c.gate(c.x0))
+_add("channel_gate.y0.mean_over_channels", "average each channel over its pixels only, axis=(2, 3); you also "
+     "averaged over the channels", lambda c: c.gate(c.x0.mean(axis=(1, 2, 3), keepdims=True)))
+_add("channel_gate.y0.mean_over_batch", "average over the pixels of each row, axis=(2, 3); you also averaged "
+     "over the batch axis", lambda c: c.gate(c.x0.mean(axis=(0, 2, 3), keepdims=True)))
+_add("channel_gate.y0.max_pooling", "global AVERAGE pooling: use the mean over (H, W), not the max",
+     lambda c: c.gate(c.x0.max(axis=(2, 3), keepdims=True)))
+_add("channel_gate.y0.sum_pooling", "global AVERAGE pooling: divide the sum over (H, W) by H*W",
+     lambda c: c.gate(c.s * c.h * c.w))
+_add("channel_gate.y0.shared_gate", "the affine is per channel (cweight[k] * s[n, k] + cbias[k]), each "
+     "channel gets its own gate; you shared one gate across the group's channels (a dot product, as in "
+     "SE's FC layer)", lambda c: c.gate(c.s, lambda p: (c.cw * p).sum(axis=1, keepdims=True) + c.cb))
+_add("channel_gate.y0.no_bias", "add cbias inside the sigmoid", lambda c: c.gate(c.s, lambda p: c.cw * p))
+_add("channel_gate.y0.gate_only", "return the gated input x0 * gate, not the gate alone",
+     lambda c: sigmoid(c.cw * c.s + c.cb))
+_NO_DERIV = ("you dropped the sigmoid's derivative: z goes through the sigmoid, so multiply "
+             "by sigmoid(z) * (1 - sigmoid(z))")
+_SIGMA_ONLY = "the sigmoid's derivative is sigmoid(z) * (1 - sigmoid(z)), not sigmoid(z)"
+_add("channel_gate.dx0.no_sigmoid_derivative", _NO_DERIV, lambda c: c.variant(0, dsig="none"))
+_add("channel_gate.dx0.sigmoid_as_derivative", _SIGMA_ONLY, lambda c: c.variant(0, dsig="sigma"))
+_add("channel_gate.dx0.no_division_by_hw", "s is a MEAN over H*W pixels: the gradient through it is "
+     "dz * cweight / (H*W) at every pixel; you forgot the / (H*W)", lambda c: c.variant(0, per_pixel=False))
+_add("channel_gate.dx0.no_pooling_path", "x0 is used twice, as the gated value and inside the mean s: add "
+     "the term that flows back through the pooling, dz * cweight / (H*W)", lambda c: c.variant(0, pool_path=False))
+_add("channel_gate.dx0.no_direct_path", "x0 is used twice: add the direct term dout * gate, the gradient "
+     "through the gated value", lambda c: c.variant(0, direct=False))
+for _i, _name in ((1, "dcweight"), (2, "dcbias")):
+    _add(f"channel_gate.{_name}.no_sigmoid_derivative", _NO_DERIV, lambda c, i=_i: c.sum0(i, dsig="none"))
+    _add(f"channel_gate.{_name}.sigmoid_as_derivative", _SIGMA_ONLY, lambda c, i=_i: c.sum0(i, dsig="sigma"))
+    if _name == "dcweight":
+        _add("channel_gate.dcweight.no_pooled_mean", "dz/dcweight is the pooled mean s: dcweight = sum(dz * s)",
+             lambda c: c.sum0(2))
+    _shape("channel_gate", _name, lambda c, i=_i: c.variant(i))
+
+# ------------------------------------------------------------------ 03 GroupNorm
+_add("groupnorm.out.unbiased_variance", "GroupNorm uses the BIASED variance: divide by the number of elements "
+     "M, not M - 1 (np.var's default ddof=0; torch.var defaults to unbiased)", lambda c: c.gn(ddof=1))
+_add("groupnorm.out.eps_outside_sqrt", "eps goes INSIDE the square root: sqrt(var + eps), not sqrt(var) + eps",
+     lambda c: c.gn(eps_inside=False))
+_add("groupnorm.out.no_eps", "you forgot eps: divide by sqrt(var + eps)", lambda c: c.gn(eps=0.0))
+_add("groupnorm.out.fixed_eps", "use the eps argument instead of a fixed 1e-5 (the check passes eps=1e-3)",
+     lambda c: c.gn(eps=1e-5))
+_add("groupnorm.out.divides_by_variance", "divide by the standard deviation sqrt(var + eps), not by the "
+     "variance", lambda c: c.gn(sqrt=False))
+_add("groupnorm.out.layer_norm", "the statistics are per (sample, group): reshape to (N, num_groups, -1) and "
+     "reduce over the last axis. You used all of (C, H, W), i.e. layer norm", lambda c: c.gn(groups=1))
+_add("groupnorm.out.instance_norm", "the statistics are per (sample, group) of C/num_groups channels; you "
+     "normalised each channel alone (instance norm)", lambda c: c.gn(groups=c.c))
+_add("groupnorm.out.batch_norm", "the statistics are per sample: you reduced over the batch axis (batch norm)",
+     lambda c: c.gn(batch_stats=True))
+_add("groupnorm.out.no_affine", "apply the per-channel affine: out = gamma[c] * xhat + beta[c]",
+     lambda c: c.gn(gamma=np.ones(c.c), beta=np.zeros(c.c)))
+_add("groupnorm.dx.no_mean_terms", "the mean and the variance depend on x too: dx = rstd * (g - mean(g) - "
+     "xhat * mean(g * xhat)) with g = dout * gamma and means over each group; you dropped both "
+     "mean-subtraction terms", lambda c: c.dx(mean_term=False, var_term=False))
+_add("groupnorm.dx.no_variance_term", "you dropped the term from the variance, - xhat * mean(g * xhat)",
+     lambda c: c.dx(var_term=False))
+_add("groupnorm.dx.no_mean_term", "you dropped the term from the mean, - mean(g)", lambda c: c.dx(mean_term=False))
+_add("groupnorm.dx.no_gamma", "the gradient reaching xhat is g = dout * gamma: multiply by gamma first",
+     lambda c: c.dx(use_gamma=False))
+_add("groupnorm.dgamma.raw_x", "gamma multiplies xhat, the NORMALISED input: dgamma = sum(dout * xhat)",
+     lambda c: (c.dout * c.x).sum(axis=(0, 2, 3)))
+_shape("groupnorm", "dgamma", lambda c: (c.dout * c.rcache.xhat).sum(axis=(2, 3)))
+_shape("groupnorm", "dbeta", lambda c: c.dout.sum(axis=(2, 3)))
+
+# ------------------------------------------------------------------ 03 spatial gate
+_add("spatial_gate.y1.not_normalised", "normalise x1 first: z = sweight * GroupNorm(x1) + sbias",
+     lambda c: c.sg(normalise=False))
+_add("spatial_gate.y1.one_group", "use one GroupNorm group per channel (num_groups = K, an instance norm); you "
+     "used one group for all K channels", lambda c: c.sg(gn_groups=1))
+_add("spatial_gate.y1.no_sigmoid", "apply the sigmoid: the gate is sigmoid(sweight * n + sbias)",
+     lambda c: c.sg(sig=False))
+_add("spatial_gate.y1.gates_normalised", "gate the input x1, not its normalised version: y1 = x1 * sigmoid(z)",
+     lambda c: c.sg(gate_normalised=True))
+_add("spatial_gate.y1.unbiased_variance", "GroupNorm uses the BIASED variance: divide by H*W, not H*W - 1",
+     lambda c: c.sg(ddof=1))
+_add("spatial_gate.y1.eps_outside_sqrt", "eps goes INSIDE the square root: sqrt(var + eps)",
+     lambda c: c.sg(eps_inside=False))
+_add("spatial_gate.y1.fixed_eps", "use the eps argument; the check passes eps=1e-3", lambda c: c.sg(eps=1e-5))
+_add("spatial_gate.y1.no_gn_affine", "apply GroupNorm's own affine, gn_weight * xhat + gn_bias, before "
+     "sweight and sbias", lambda c: c.sg(gw=np.ones(c.k), gb=np.zeros(c.k)))
+_SG_NO_DERIV = "you dropped the sigmoid's derivative: multiply by sigmoid(z) * (1 - sigmoid(z))"
+_add("spatial_gate.dx1.no_sigmoid_derivative", _SG_NO_DERIV, lambda c: c.variant(0, dsig="none"))
+_add("spatial_gate.dx1.no_direct_path", "x1 is used twice, as the gated value and inside the gate: add the "
+     "direct term dout * sigmoid(z)", lambda c: c.variant(0, direct=False))
+_add("spatial_gate.dx1.no_gate_path", "x1 is used twice: add the term that flows back through the gate and "
+     "GroupNorm", lambda c: c.variant(0, gate_path=False))
+_add("spatial_gate.dx1.no_gn_mean_terms", "in GroupNorm's backward, keep the two mean-subtraction terms (from "
+     "the mean and the variance): rstd * (g - mean(g) - xhat * mean(g * xhat))",
+     lambda c: c.variant(0, gn_mean_terms=False))
+for _i, _name in enumerate(("dsweight", "dsbias", "dgn_weight", "dgn_bias"), start=1):
+    _add(f"spatial_gate.{_name}.no_sigmoid_derivative", _SG_NO_DERIV, lambda c, i=_i: c.summed(i, dsig="none"))
+    if _name == "dsweight":
+        _add("spatial_gate.dsweight.raw_x1", "sweight multiplies the normalised n, not x1: dsweight = sum(dz * n)",
+             lambda c: (c.variant(2) * c.x1).sum(axis=(0, 2, 3)).reshape(c.refs_by_name["dsweight"].shape))
+    _shape("spatial_gate", _name, lambda c, i=_i: c.variant(i).sum(axis=(2, 3)))
+
+# ------------------------------------------------------------------ 04 channel shuffle
+_add("shuffle.out.identity", "you returned the channels in their original order: view x as (B, groups, "
+     "C/groups, H, W), swap axes 1 and 2, and flatten back", lambda c: c.x)
+_add("shuffle.out.inverse", "that is the INVERSE shuffle (the backward): view x as (B, groups, C/groups, H, W), "
+     "not (B, C/groups, groups, H, W)", lambda c: c.shuffle(c.x, c.c // c.groups))
+_add("shuffle.out.two_groups", "use the groups argument; you always shuffled with 2 groups",
+     lambda c: None if c.groups == 2 else c.shuffle(c.x, 2))
+_add("shuffle.dx.forward_again", "the backward of a permutation is its INVERSE: shuffle dout with C/groups "
+     "groups (or write dout back where each channel came from); you shuffled it forward again",
+     lambda c: c.shuffle(c.dout, c.groups))
+_add("shuffle.dx.not_unshuffled", "dout arrives in the shuffled order: un-shuffle it (the inverse permutation)",
+     lambda c: c.dout)
+
+# ------------------------------------------------------------------ 05 the whole layer
+_add("sa_layer.out.no_shuffle", "you forgot the channel shuffle at the end: channel_shuffle_forward(y, 2)",
+     lambda c: c.layer(shuffle_groups=None))
+_add("sa_layer.out.shuffle_with_g", "the final shuffle uses 2 groups (the two branches), not G",
+     lambda c: c.layer(shuffle_groups=c.groups))
+_add("sa_layer.out.inverse_shuffle", "that is the inverse shuffle: the layer ends with "
+     "channel_shuffle_forward(y, 2)", lambda c: c.layer(shuffle_groups=c.c // 2))
+_add("sa_layer.out.branches_swapped", "x0 (first half of each group) goes to the CHANNEL gate and x1 to the "
+     "SPATIAL gate; you swapped the branches", lambda c: c.layer(swap_branches=True))
+_add("sa_layer.out.merge_swapped", "merge in the order (y0, y1): channel branch first; you swapped them",
+     lambda c: c.layer(swap_merge=True))
+_add("sa_layer.out.fixed_eps", "pass the eps argument on to the spatial gate; the check passes eps=1e-3",
+     lambda c: c.layer(eps=1e-5))
+LAYER_GRADIENTS = ("dx", *(f"grads[{n!r}]" for n in ("cweight", "cbias", "sweight", "sbias", "gn.weight", "gn.bias")))
+for _i, _name in enumerate(LAYER_GRADIENTS):
+    # the backward is linear in dout: a wrong un-shuffle of dout is the right backward of another dout
+    _add(f"sa_layer.{_name}.no_unshuffle", "the forward ends with a shuffle, so the backward starts by "
+         "un-shuffling dout (channel_shuffle_backward); you skipped it", lambda c, i=_i: c.backward_of("skipped")[i])
+    _add(f"sa_layer.{_name}.unshuffle_forward", "un-shuffle dout with the INVERSE permutation "
+         "(channel_shuffle_backward), not with the forward shuffle", lambda c, i=_i: c.backward_of("forward")[i])
+    if _i:
+        _shape("sa_layer", _name)
+
+assert len({m.id for m in TABLE}) == len(TABLE), "every mistake needs its own id"

@@ -1,0 +1,36 @@
+"""Exercise 04's check: channel shuffle and its inverse, for several numbers of groups."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sa_numpy.shuffle import channel_shuffle_backward, channel_shuffle_forward
+
+from .harness import Report, call, not_a_view, numeric, rng, short_traceback
+from .mistakes import hints
+
+
+@short_traceback
+def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> None:
+    """Exercise 04: channel shuffle and its inverse, for several numbers of groups."""
+    gen = rng(5)
+    b, c, h, w = 2, 12, 2, 2
+    report = Report("channel shuffle, forward and backward")
+    shuffle = lambda v, groups: channel_shuffle_forward(v, groups)[0]
+    for groups in (2, 3, 1):
+        x = gen.normal(size=(b, c, h, w))
+        tag = f" (groups={groups})"
+        ctx = SimpleNamespace(x=x, c=c, groups=groups, shuffle=shuffle)
+        rout, rcache = channel_shuffle_forward(x, groups)
+        out, cache = call(channel_shuffle_forward_fn, "channel_shuffle_forward",
+                          [("x", x), ("groups", groups)], ("out", "cache"))
+        report.expect("out" + tag, out, rout, hints("shuffle", "out", ctx))
+        not_a_view("out" + tag, out, {"x": x})
+
+        ctx.dout = dout = gen.normal(size=x.shape)
+        rdx = channel_shuffle_backward(dout, rcache)
+        dx = call(channel_shuffle_backward_fn, "channel_shuffle_backward", [("dout", dout), ("cache", cache)],
+                  ("dx",), watch=[("x", x)])
+        num = numeric(lambda v: shuffle(v, groups), x, dout)
+        report.outputs(("dx" + tag,), (dx,), (rdx,), (num,), {"dx" + tag: hints("shuffle", "dx", ctx)},
+                       {"dout": dout})
+    report.praise()
