@@ -1,7 +1,8 @@
 """Lesson 01 (feature grouping): the checks behind its "your turn" cells.
 
-Each function takes the learner's value (``...`` while untried) and prints one line; see
-:func:`sa_course.your_turn.check`. The tasks, in the order the lesson asks them:
+Each function takes the learner's value (``...`` while untried) and prints one line (see
+:func:`sa_course.your_turn.check`); it returns nothing, so that a lesson's check cell shows only
+that line. The tasks, in the order the lesson asks them:
 
 - :func:`half_shape`: the shape of each half for x (2, 32, 5, 5) and G = 4;
 - :func:`channel_destination`: where channel 13 of sample 1 lands (B = 3, C = 16, G = 2);
@@ -38,19 +39,19 @@ DESTINATION_MISTAKES = [
 ]
 
 
-def half_shape(yours) -> bool:
+def half_shape(yours) -> None:
     """The shape of x0 (and of x1) for x of shape (2, 32, 5, 5) and G = 4."""
-    return check("shape of a half", yours, HALF_SHAPE, HALF_SHAPE_MISTAKES,
+    check("shape of a half", yours, HALF_SHAPE, HALF_SHAPE_MISTAKES,
                  right="B*G = 8 rows, K = C/(2G) = 4 channels each, and H, W untouched.")
 
 
-def channel_destination(yours) -> bool:
+def channel_destination(yours) -> None:
     """(half i, row, channel k) of channel c = 13 of sample b = 1, for B = 3, C = 16, G = 2."""
-    return check("where channel 13 lands", yours, DESTINATION, DESTINATION_MISTAKES,
+    check("where channel 13 lands", yours, DESTINATION, DESTINATION_MISTAKES,
                  right="13 = g*2K + i*K + k with g = 1, i = 1, k = 1, and row = b*G + g = 3.")
 
 
-def overlap_gradient(yours, da: np.ndarray, db: np.ndarray) -> bool:
+def overlap_gradient(yours, da: np.ndarray, db: np.ndarray) -> None:
     """dv for L = sum(a * da) + sum(b * db) with a = v[:, :3] and b = v[:, 1:] (v of shape (2, 5)).
 
     ``da`` is (2, 3) and ``db`` (2, 4), the upstream gradients of the two slices.
@@ -87,5 +88,5 @@ def overlap_gradient(yours, da: np.ndarray, db: np.ndarray) -> bool:
         ("concatenating is the backward of a split, where the slices share nothing. These two overlap: the "
          "gradient has v's shape (2, 5) and the overlap adds up.", lambda: np.concatenate([da, db], axis=1)),
     ]
-    return check("gradient of overlapping slices", yours, expected, mistakes,
+    check("gradient of overlapping slices", yours, expected, mistakes,
                  right="Columns 1 and 2 are read by both slices, so they collect da + db.")

@@ -1,7 +1,8 @@
 """Lesson 02 (channel attention): the checks behind its "your turn" cells.
 
-Each function takes the learner's value (``...`` while untried) and prints one line; see
-:func:`sa_course.your_turn.check`. The tasks, in the order the lesson asks them:
+Each function takes the learner's value (``...`` while untried) and prints one line (see
+:func:`sa_course.your_turn.check`); it returns nothing, so that a lesson's check cell shows only
+that line. The tasks, in the order the lesson asks them:
 
 - :func:`pooled_shape`: the shape of the official code's pooled ``xn`` for C = 64, G = 4;
 - :func:`pre_activation`: the loop's z, vectorised: ``z = w * mean_hw(x0) + b``, shape (N, K);
@@ -26,13 +27,13 @@ POOLED_SHAPE_MISTAKES = [
 ]
 
 
-def pooled_shape(yours) -> bool:
+def pooled_shape(yours) -> None:
     """The shape of ``xn = self.avg_pool(x_0)`` in the official layer for x (2, 64, 7, 7), G = 4."""
-    return check("shape of the pooled x_0", yours, POOLED_SHAPE, POOLED_SHAPE_MISTAKES,
+    check("shape of the pooled x_0", yours, POOLED_SHAPE, POOLED_SHAPE_MISTAKES,
                  right="One average per (sample, group) row and channel, with H and W kept as size-1 axes.")
 
 
-def pre_activation(yours, x0: np.ndarray, cweight: np.ndarray, cbias: np.ndarray) -> bool:
+def pre_activation(yours, x0: np.ndarray, cweight: np.ndarray, cbias: np.ndarray) -> None:
     """z (N, K) = cweight * mean over (H, W) of x0 + cbias, for x0 (N, K, H, W), cweight and cbias (K,)."""
     mean = x0.mean(axis=(2, 3))
     expected = cweight * mean + cbias
@@ -47,11 +48,11 @@ def pre_activation(yours, x0: np.ndarray, cweight: np.ndarray, cbias: np.ndarray
         ("the right values, in shape (N, K, 1, 1) (keepdims=True). The loop fills z with shape (N, K): "
          "drop keepdims here.", lambda: expected[:, :, None, None]),
     ]
-    return check("vectorised z", yours, expected, mistakes,
-                 right="The two loops over n and k became one mean over axes (2, 3) and a broadcast over rows.")
+    check("vectorised z", yours, expected, mistakes,
+                 right="The four loops became a mean over axes (2, 3) and a broadcast of the (K,) parameters over the rows.")
 
 
-def sigmoid_backward(yours, da: np.ndarray, gate: np.ndarray) -> bool:
+def sigmoid_backward(yours, da: np.ndarray, gate: np.ndarray) -> None:
     """dz = da * a * (1 - a) for the gate a = sigmoid(z) (N, K) and its upstream gradient da (N, K)."""
     expected = da * gate * (1 - gate)
     z = np.log(gate) - np.log1p(-gate)   # the z that gave this gate
@@ -62,5 +63,5 @@ def sigmoid_backward(yours, da: np.ndarray, gate: np.ndarray) -> bool:
         ("sigma'(z) = sigma(z) (1 - sigma(z)) takes the gate a = sigma(z), not z itself: a (1 - a).",
          lambda: da * z * (1 - z)),
     ]
-    return check("gradient through the sigmoid", yours, expected, mistakes,
+    check("gradient through the sigmoid", yours, expected, mistakes,
                  right="dz = da * a * (1 - a): the sigmoid's derivative, written with its own output.")
