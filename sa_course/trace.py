@@ -28,9 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sa_numpy import channel_gate, grouping, shuffle, spatial_gate
 from sa_numpy.gradcheck import compare, default_rtol
-from sa_numpy.layer import random_params
+from sa_numpy.layer import random_params, resolve_parts, sa_backward, sa_forward
 from sa_numpy.validate import PARAM_NAMES, check_channels_groups, check_input, check_params, check_same_shape
 
 #: What each intermediate is, shown next to the first one that differs.
@@ -85,8 +84,9 @@ BACKWARD_STEPS = (
     ("channel_gate_backward", ("dx0", "dcweight", "dcbias")),
     ("group_split_backward", ("dx",)),
 )
-_REFERENCE_MODULES = (grouping, channel_gate, spatial_gate, shuffle)
 PART_NAMES = tuple(name for name, _ in FORWARD_STEPS + BACKWARD_STEPS)
+_FORWARD_OF = {bw: fw for (fw, _), (bw, _) in zip(FORWARD_STEPS, reversed(BACKWARD_STEPS))}
+_CACHED = ("s", "channel_gate", "n", "spatial_gate")   # read from a forward part's cache
 _SMALL = 1e-12      # diffs below this (0 included) print as "<1e-12", the same on every machine
 _RAISED = object()  # the cache of a part that raised
 
@@ -167,23 +167,6 @@ class TraceReport:
             mark = "**" if row is self.first_divergence else ""
             md.append("| " + " | ".join(f"{mark}{c}{mark}" for c in cells) + " |")
         return "\n".join(md) + "\n\n" + self.summary().replace("\n", "  \n")
-
-
-def _resolve_parts(parts) -> dict:
-    """The ten part functions: the reference ones, with the given ones plugged in."""
-    resolved = {name: getattr(next(m for m in _REFERENCE_MODULES if hasattr(m, name)), name)
-                for name in PART_NAMES}
-    if parts is None:
-        return resolved
-    if not isinstance(parts, Mapping):
-        raise TypeError(f"parts must be a dict of functions keyed by part name, got {type(parts).__name__}")
-    unknown = [name for name in parts if name not in resolved]
-    if unknown:
-        raise ValueError(f"parts has unknown names {unknown}; the parts are {list(PART_NAMES)}")
-    for name, fn in parts.items():
-        if not callable(fn):
-            raise TypeError(f"parts[{name!r}] must be a function, got {type(fn).__name__}")
-    return {**resolved, **parts}
 
 
 def _torch_reference(x, p, groups, dout, eps) -> dict[str, np.ndarray]:
@@ -302,7 +285,7 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
     x = np.array(x, dtype=np.float64)           # a copy: a part that writes into x cannot hurt
     b, c, h, w = x.shape
     k = check_channels_groups(c, groups)
-    fns = _resolve_parts(parts)
+    fns = resolve_parts(parts)
     p = check_params(random_params(c, groups, seed=seed) if params is None else params, k, np.float64)
     official = {n: v.reshape(1, k, 1, 1) if n in ("cweight", "cbias", "sweight", "sbias") else v
                 for n, v in p.items()}
@@ -313,55 +296,52 @@ def trace_layer(x: np.ndarray, params: dict | None, groups: int, dout: np.ndarra
     rtol = default_rtol(np.float64)
     t = _Tracer(_torch_reference(x, p, groups, dout, eps), rtol)
 
-    def split():
-        (x0, x1), cache = fns["group_split_forward"](x, groups)
-        return {"x0": x0, "x1": x1}, cache
+    def forward_part(part, tensors, named):
+        """The learner's forward part, traced: ``named(outputs)`` -> its tensors by name."""
+        def run(*args):
+            def call():
+                outputs = fns[part](*args)
+                return named(outputs), outputs[1]
+            values, cache = t.step(part, tensors, call, from_cache=_CACHED)
+            main = [values[name] for name in tensors if name not in _CACHED]
+            return (tuple(main) if len(main) > 1 else main[0]), cache
+        return run
 
-    def channel():
-        y0, cache = fns["channel_gate_forward"](v["x0"], official["cweight"], official["cbias"])
-        return {"s": _from_cache(cache, "s"), "channel_gate": _from_cache(cache, "gate", "channel_gate"),
-                "y0": y0}, cache
+    def backward_part(part, tensors):
+        """The learner's backward part, traced; it gets the cache of its own forward part.
+        Gradients of the parameters go on as PyTorch's (nothing downstream uses them)."""
+        def run(upstream, cache):
+            if cache is _RAISED:
+                values = t.skip(part, tensors, f"{_FORWARD_OF[part]} raised, so there is no cache")
+            else:
+                def call():
+                    outputs = fns[part](upstream, cache)
+                    if len(tensors) == 1:
+                        outputs = (outputs,)
+                    if not isinstance(outputs, (tuple, list)) or len(outputs) != len(tensors):
+                        got = len(outputs) if isinstance(outputs, (tuple, list)) else f"one {type(outputs).__name__}"
+                        raise ValueError(f"{part} must return {len(tensors)} values {tensors}, got {got}")
+                    return dict(zip(tensors, outputs)), None
+                values, _ = t.step(part, tensors, call)
+            out = [t.ref[n] if n in _PARAM_GRADS else values[n] for n in tensors]
+            return tuple(out) if len(out) > 1 else out[0]
+        return run
 
-    def spatial():
-        y1, cache = fns["spatial_gate_forward"](v["x1"], official["sweight"], official["sbias"],
-                                                official["gn.weight"], official["gn.bias"], eps)
-        return {"n": _from_cache(cache, "n"), "spatial_gate": _from_cache(cache, "gate", "spatial_gate"),
-                "y1": y1}, cache
-
-    def merge():
-        y, cache = fns["group_merge_forward"](v["y0"], v["y1"], b)
-        return {"y": y}, cache
-
-    def shuffle_():
-        out, cache = fns["channel_shuffle_forward"](v["y"], 2)
-        return {"out": out}, cache
-
-    v, caches = {}, {}
-    cached = ("s", "channel_gate", "n", "spatial_gate")
-    for (part, tensors), run in zip(FORWARD_STEPS, (split, channel, spatial, merge, shuffle_)):
-        values, caches[part] = t.step(part, tensors, run, from_cache=cached)
-        v.update(values)
-
-    backward = {
-        "channel_shuffle_backward": lambda cache: (fns["channel_shuffle_backward"](dout, cache),),
-        "group_merge_backward": lambda cache: fns["group_merge_backward"](v["dy"], cache),
-        "spatial_gate_backward": lambda cache: fns["spatial_gate_backward"](v["dy1"], cache),
-        "channel_gate_backward": lambda cache: fns["channel_gate_backward"](v["dy0"], cache),
-        "group_split_backward": lambda cache: (fns["group_split_backward"]((v["dx0"], v["dx1"]), cache),),
+    traced = {
+        "group_split_forward": forward_part(
+            "group_split_forward", ("x0", "x1"), lambda o: {"x0": o[0][0], "x1": o[0][1]}),
+        "channel_gate_forward": forward_part(
+            "channel_gate_forward", ("s", "channel_gate", "y0"),
+            lambda o: {"s": _from_cache(o[1], "s"), "channel_gate": _from_cache(o[1], "gate", "channel_gate"),
+                       "y0": o[0]}),
+        "spatial_gate_forward": forward_part(
+            "spatial_gate_forward", ("n", "spatial_gate", "y1"),
+            lambda o: {"n": _from_cache(o[1], "n"), "spatial_gate": _from_cache(o[1], "gate", "spatial_gate"),
+                       "y1": o[0]}),
+        "group_merge_forward": forward_part("group_merge_forward", ("y",), lambda o: {"y": o[0]}),
+        "channel_shuffle_forward": forward_part("channel_shuffle_forward", ("out",), lambda o: {"out": o[0]}),
+        **{part: backward_part(part, tensors) for part, tensors in BACKWARD_STEPS},
     }
-    forward_of = {bw: fw for (fw, _), (bw, _) in zip(FORWARD_STEPS, reversed(BACKWARD_STEPS))}
-    for part, tensors in BACKWARD_STEPS:
-        cache = caches[forward_of[part]]
-        if cache is _RAISED:
-            v.update(t.skip(part, tensors, f"{forward_of[part]} raised, so there is no cache"))
-            continue
-
-        def run(part=part, tensors=tensors, cache=cache):
-            outputs = backward[part](cache)
-            if not isinstance(outputs, (tuple, list)) or len(outputs) != len(tensors):
-                got = len(outputs) if isinstance(outputs, (tuple, list)) else f"one {type(outputs).__name__}"
-                raise ValueError(f"{part} must return {len(tensors)} values {tensors}, got {got}")
-            return dict(zip(tensors, outputs)), None
-        values, _ = t.step(part, tensors, run)
-        v.update(values)
+    out, cache = sa_forward(x, official, groups, eps, parts=traced)
+    sa_backward(dout, cache)
     return TraceReport(t.rows, rtol)

@@ -103,7 +103,7 @@ def sa_forward_fused(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5
 
 
 @quiet_nonfinite
-def sa_backward_fused(dout: np.ndarray, cache: SACache):
+def sa_backward_fused(dout: np.ndarray, cache: FusedCache):
     """dout (B, C, H, W) -> (dx (B, C, H, W), grads), grads keyed by the official names
     and shaped like the parameters given to :func:`sa_forward_fused`.
 

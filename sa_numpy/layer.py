@@ -10,6 +10,7 @@ Letters: B batch, C channels, H, W, G groups, K = C // (2G).
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,38 @@ from .shuffle import ShuffleCache, channel_shuffle_backward, channel_shuffle_for
 from .spatial_gate import SpatialGateCache, spatial_gate_backward, spatial_gate_forward
 from .validate import PARAM_NAMES, check_channels_groups, check_eps, check_input, check_keys, check_params
 from .validate import check_vector, param_shapes
+
+
+#: The ten parts that :func:`sa_forward` and :func:`sa_backward` chain, by name, in the
+#: order they run. ``parts=`` plugs other functions with the same signatures in: the tracer
+#: (:mod:`sa_course.trace`) runs a learner's parts this way, the checks their known mistakes.
+PARTS = {
+    "group_split_forward": group_split_forward,
+    "channel_gate_forward": channel_gate_forward,
+    "spatial_gate_forward": spatial_gate_forward,
+    "group_merge_forward": group_merge_forward,
+    "channel_shuffle_forward": channel_shuffle_forward,
+    "channel_shuffle_backward": channel_shuffle_backward,
+    "group_merge_backward": group_merge_backward,
+    "spatial_gate_backward": spatial_gate_backward,
+    "channel_gate_backward": channel_gate_backward,
+    "group_split_backward": group_split_backward,
+}
+
+
+def resolve_parts(parts=None) -> dict:
+    """The ten part functions: the reference ones, with the given ones plugged in."""
+    if parts is None:
+        return dict(PARTS)
+    if not isinstance(parts, Mapping):
+        raise TypeError(f"parts must be a dict of functions keyed by part name, got {type(parts).__name__}")
+    unknown = [name for name in parts if name not in PARTS]
+    if unknown:
+        raise ValueError(f"parts has unknown names {unknown}; the parts are {list(PARTS)}")
+    for name, fn in parts.items():
+        if not callable(fn):
+            raise TypeError(f"parts[{name!r}] must be a function, got {type(fn).__name__}")
+    return {**PARTS, **parts}
 
 
 @dataclass
@@ -37,37 +70,41 @@ class SACache:
     merge: GroupCache = field(repr=False)
     shuffle: ShuffleCache = field(repr=False)
     param_shapes: dict = field(default_factory=dict)
+    parts: dict = field(default_factory=lambda: dict(PARTS), repr=False)   # what the backward chains
 
 
-def sa_forward(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5):
+def sa_forward(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5, parts=None):
     """Shuffle Attention forward, the parts chained as the paper's figure draws them.
 
     x: (B, C, H, W) float32 or float64. params: the six official names, each (K,) or the
-    official (1, K, 1, 1). Returns (out (B, C, H, W) of x's dtype, cache): split into
-    groups and branches, gate each branch, merge, shuffle with 2 groups.
+    official (1, K, 1, 1); the parts get them in the shapes given, in x's dtype. Returns
+    (out (B, C, H, W) of x's dtype, cache): split into groups and branches, gate each
+    branch, merge, shuffle with 2 groups. ``parts``: see :data:`PARTS`.
     """
     b, c, h, w = check_input(x)
     k = check_channels_groups(c, groups)
-    p = check_params(params, k, x.dtype)
     shapes = param_shapes(params)
-    (x0, x1), split = group_split_forward(x, groups)
-    y0, channel = channel_gate_forward(x0, p["cweight"], p["cbias"])
-    y1, spatial = spatial_gate_forward(x1, p["sweight"], p["sbias"], p["gn.weight"], p["gn.bias"], eps)
-    y, merge = group_merge_forward(y0, y1, b)
-    out, shuffle = channel_shuffle_forward(y, 2)
-    return out, SACache(groups, x0, x1, y, split, channel, spatial, merge, shuffle, shapes)
+    p = {n: v.reshape(shapes[n]) for n, v in check_params(params, k, x.dtype).items()}
+    f = resolve_parts(parts)
+    (x0, x1), split = f["group_split_forward"](x, groups)
+    y0, channel = f["channel_gate_forward"](x0, p["cweight"], p["cbias"])
+    y1, spatial = f["spatial_gate_forward"](x1, p["sweight"], p["sbias"], p["gn.weight"], p["gn.bias"], eps)
+    y, merge = f["group_merge_forward"](y0, y1, b)
+    out, shuffle = f["channel_shuffle_forward"](y, 2)
+    return out, SACache(groups, x0, x1, y, split, channel, spatial, merge, shuffle, shapes, f)
 
 
-def sa_backward(dout: np.ndarray, cache: SAPartsCache):
+def sa_backward(dout: np.ndarray, cache: SACache):
     """dout (B, C, H, W) -> (dx, grads): the parts' backwards in reverse order; grads keyed
     by the official names and shaped like the parameters given to :func:`sa_forward`."""
     if not isinstance(cache, SACache):
         raise TypeError(f"cache must be the SACache returned by sa_forward, got {type(cache).__name__}")
-    dy = channel_shuffle_backward(dout, cache.shuffle)
-    dy0, dy1 = group_merge_backward(dy, cache.merge)
-    dx1, dsw, dsb, dgw, dgb = spatial_gate_backward(dy1, cache.spatial)
-    dx0, dcw, dcb = channel_gate_backward(dy0, cache.channel)
-    dx = group_split_backward((dx0, dx1), cache.split)
+    f = cache.parts
+    dy = f["channel_shuffle_backward"](dout, cache.shuffle)
+    dy0, dy1 = f["group_merge_backward"](dy, cache.merge)
+    dx1, dsw, dsb, dgw, dgb = f["spatial_gate_backward"](dy1, cache.spatial)
+    dx0, dcw, dcb = f["channel_gate_backward"](dy0, cache.channel)
+    dx = f["group_split_backward"]((dx0, dx1), cache.split)
     grads = dict(zip(PARAM_NAMES, (dcw, dcb, dsw, dsb, dgw, dgb)))
     return dx, {n: g.reshape(cache.param_shapes[n]) for n, g in grads.items()}
 
