@@ -7,8 +7,9 @@
 # it recognises one.
 #
 # **How to work.** Replace each `raise NotImplementedError(...)` line with your code and run
-# the check cell. Grade yourself from a terminal with `make grade` (every exercise, in fresh
-# kernels, never touching your files) or `python -m pytest tests/test_my_exercises.py`.
+# the check cell. Then save the notebook and grade it from a terminal in the project folder with
+# `make grade NB=exercises/01_grouping.ipynb` (`make grade` grades every exercise). The grader
+# runs a copy in a fresh kernel and never changes your file.
 #
 # ## The task
 #
@@ -20,9 +21,10 @@
 #
 # so $x_0$ (the channel branch) and $x_1$ (the spatial branch) each have shape
 # $(BG, K, H, W)$. In einops: `'b (g two k) h w -> two (b g) k h w'`.
-# The merge does the opposite with the branch outputs $y_0, y_1$. Each backward sends the
-# gradient back to where the values came from. The halves may be views of `x`, but the
-# merge's output and every gradient must be new arrays.
+# The merge does the opposite with the branch outputs $y_0, y_1$. Each backward gets the
+# gradients of its outputs, written with bars ($\bar{x}_0, \bar{x}_1$ for the split, $\bar{y}$ for
+# the merge; `dout` in the code), and sends them back to where the values came from. The halves
+# may be views of `x`, but the merge's output and every gradient must be new arrays.
 
 # %%
 import numpy as np

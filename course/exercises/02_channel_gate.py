@@ -7,8 +7,9 @@
 # it recognises one.
 #
 # **How to work.** Replace each `raise NotImplementedError(...)` line with your code and run
-# the check cell. Grade yourself from a terminal with `make grade` (every exercise, in fresh
-# kernels, never touching your files) or `python -m pytest tests/test_my_exercises.py`.
+# the check cell. Then save the notebook and grade it from a terminal in the project folder with
+# `make grade NB=exercises/02_channel_gate.ipynb` (`make grade` grades every exercise). The grader
+# runs a copy in a fresh kernel and never changes your file.
 #
 # ## The task
 #
@@ -19,10 +20,11 @@
 #   z_{nk} = w_k\, s_{nk} + b_k, \qquad
 #   y_{0,nkhw} = x_{0,nkhw}\,\sigma(z_{nk})$$
 #
-# where $w$ = `cweight` and $b$ = `cbias` have the official shape $(1, K, 1, 1)$: one
-# value per channel, shared by every row. For the backward, given
-# $\partial L/\partial y_0$ = `dout`, return `dx0`, and `dcweight`, `dcbias` in the
-# parameters' shape $(1, K, 1, 1)$. Remember that $x_0$ is used twice.
+# where $\sigma$ is the sigmoid, and $w$ = `cweight` and $b$ = `cbias` have the official shape
+# $(1, K, 1, 1)$: one value per channel, shared by every row. For the backward, given the
+# upstream gradient $\bar{y}_0 = \partial L/\partial y_0$ (`dout`), return $\bar{x}_0$ (`dx0`),
+# and $\bar{w}$, $\bar{b}$ (`dcweight`, `dcbias`) in the parameters' shape $(1, K, 1, 1)$.
+# Remember that $x_0$ is used twice.
 
 # %%
 import numpy as np
