@@ -7,25 +7,36 @@
 # gradients, and names the mistake when it recognises one.
 #
 # **How to work.** Replace each `raise NotImplementedError(...)` line with your code and run
-# the check cell under it. Grade yourself from a terminal with `make grade` or
-# `python -m pytest tests/test_my_exercises.py`.
+# the check cell under it. Grade yourself from a terminal with `make grade` (just this
+# notebook: `make grade NB=exercises/03_spatial_gate.ipynb`).
+#
+# The notation is lesson 03's: $n_g$ = `num_groups` GroupNorm groups, $v$ a variance,
+# $\sigma$ the sigmoid, and a bar over a name for the gradient of the loss with respect to it
+# ($\bar{y}$ is `dout`, $\bar{x}$ is `dx`).
 #
 # ## Part 1: GroupNorm
 #
-# $x$ has shape $(N, C, H, W)$. Each sample's channels form $g$ = `num_groups` groups of
-# $C/g$ channels; each (sample, group) has $M = (C/g)\,HW$ elements with mean $\mu$ and
-# **biased** variance $\sigma^2$ (divide by $M$, not $M - 1$):
+# $x$ has shape $(B, C, H, W)$. Each sample's channels form $n_g$ groups of $C/n_g$
+# channels; each (sample, group) holds $m = (C/n_g)\,HW$ numbers with mean $\mu$ and
+# **biased** variance $v$ (divide by $m$, not $m - 1$):
 #
-# $$\hat x = \frac{x - \mu}{\sqrt{\sigma^2 + \epsilon}}, \qquad
-#   \text{out}_{nchw} = \gamma_c\,\hat x_{nchw} + \beta_c$$
+# $$\hat{x} = \frac{x - \mu}{\sqrt{v + \epsilon}}, \qquad
+#   y_{bchw} = \gamma_c\,\hat{x}_{bchw} + \beta_c$$
 #
-# with `gamma`, `beta` of shape $(C,)$. For the backward, with $\delta = \text{dout}\cdot\gamma$
-# (the gradient reaching $\hat x$) and bars for means over each (sample, group):
+# with `gamma`, `beta` of shape $(C,)$. Lesson 03 wrote this with loops over samples and
+# groups, then replaced the loops by one reshape: $(B, C, H, W) \to (B, n_g, m)$ puts each
+# group's $m$ numbers in one row, so $\mu$ and $v$ are reductions over the last axis
+# (`keepdims=True` keeps them broadcastable); reshape back to $(B, C, H, W)$ before the
+# per-channel affine. Keep in the cache what the backward needs.
 #
-# $$\frac{\partial L}{\partial x} = \frac{1}{\sqrt{\sigma^2+\epsilon}}
-#   \left(\delta - \overline{\delta} - \hat x\,\overline{\delta\,\hat x}\right)$$
+# For the backward, write $r = (v + \epsilon)^{-1/2}$ and $g = \gamma\,\bar{y}$ (the gradient
+# reaching $\hat{x}$). Within every group (lesson 03, section 4):
 #
-# Derive it yourself before you use it. Return `dgamma`, `dbeta` of shape $(C,)$.
+# $$\bar{x}_i = r\Big(g_i - \frac{1}{m}\sum_j g_j - \hat{x}_i\,\frac{1}{m}\sum_j g_j \hat{x}_j\Big),
+#   \qquad \bar{\gamma}_c = \sum_{b,h,w} \bar{y}\,\hat{x}, \qquad \bar{\beta}_c = \sum_{b,h,w} \bar{y}$$
+#
+# The two sums over $j$ are row means in the $(B, n_g, m)$ layout. Return `dgamma`, `dbeta`
+# of shape $(C,)$.
 
 # %%
 import numpy as np
@@ -34,10 +45,10 @@ from sa_numpy.functional import sigmoid
 
 # %% tags=["exercise"]
 def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
-    """x (N, C, H, W), gamma and beta (C,) -> (out (N, C, H, W), cache)."""
+    """x (B, C, H, W), gamma and beta (C,) -> (out (B, C, H, W), cache)."""
     ### BEGIN SOLUTION
-    n, c, h, w = x.shape
-    xg = x.reshape(n, num_groups, -1)                                  # (N, G, M)
+    b, c, h, w = x.shape
+    xg = x.reshape(b, num_groups, -1)                                  # (B, n_g, m)
     rstd = 1 / np.sqrt(xg.var(axis=2, keepdims=True) + eps)
     xhat = ((xg - xg.mean(axis=2, keepdims=True)) * rstd).reshape(x.shape)
     out = gamma[:, None, None] * xhat + beta[:, None, None]
@@ -46,16 +57,16 @@ def groupnorm_forward(x, gamma, beta, num_groups, eps=1e-5):
 
 
 def groupnorm_backward(dout, cache):
-    """dout (N, C, H, W) -> (dx (N, C, H, W), dgamma (C,), dbeta (C,))."""
+    """dout (B, C, H, W) -> (dx (B, C, H, W), dgamma (C,), dbeta (C,))."""
     ### BEGIN SOLUTION
     xhat, rstd, gamma, num_groups = cache
-    n = dout.shape[0]
+    b = dout.shape[0]
     dgamma = (dout * xhat).sum(axis=(0, 2, 3))
     dbeta = dout.sum(axis=(0, 2, 3))
-    delta = (dout * gamma[:, None, None]).reshape(n, num_groups, -1)
-    xg = xhat.reshape(delta.shape)
-    group_mean = lambda a: a.mean(axis=2, keepdims=True)
-    dx = rstd * (delta - group_mean(delta) - xg * group_mean(delta * xg))
+    g = (dout * gamma[:, None, None]).reshape(b, num_groups, -1)      # (B, n_g, m)
+    xg = xhat.reshape(g.shape)
+    row_mean = lambda a: a.mean(axis=2, keepdims=True)
+    dx = rstd * (g - row_mean(g) - xg * row_mean(g * xg))
     return dx.reshape(dout.shape), dgamma, dbeta
     ### END SOLUTION
 
@@ -67,32 +78,35 @@ check_groupnorm(groupnorm_forward, groupnorm_backward)
 # %% [markdown]
 # ## Part 2: the spatial gate
 #
-# $x_1$ has shape $(N, K, H, W)$. Normalise it with GroupNorm using **one group per
-# channel** (`num_groups = K`, an instance norm) and its own affine `gn_weight`, `gn_bias`
-# of shape $(K,)$, then gate every pixel:
+# $x_1$ has shape $(B \cdot G, K, H, W)$. Normalise it with your GroupNorm using **one group
+# per channel** ($n_g = K$, an instance norm) and its own affine `gn_weight`, `gn_bias` of
+# shape $(K,)$, then gate every pixel (lesson 03, section 5):
 #
-# $$n = \mathrm{GN}_K(x_1), \qquad z = w\,n + b, \qquad y_1 = x_1\,\sigma(z)$$
+# $$\nu = \operatorname{GN}_{n_g = K}(x_1;\ \gamma, \beta), \qquad z = w\,\nu + b, \qquad
+#   y_1 = x_1 \odot \sigma(z)$$
 #
-# with $w$ = `sweight` and $b$ = `sbias` of shape $(1, K, 1, 1)$. Use your GroupNorm from
-# part 1. In the backward, $x_1$ is used twice again. Return `dx1`, then `dsweight`,
-# `dsbias` of shape $(1, K, 1, 1)$ and `dgn_weight`, `dgn_bias` of shape $(K,)$.
+# with $w$ = `sweight` and $b$ = `sbias` of shape $(1, K, 1, 1)$. In the backward $x_1$
+# reaches $y_1$ along two paths, as the gated value and through the gate: with
+# $\bar{z} = \bar{y}_1 \odot x_1 \odot \sigma(z)(1 - \sigma(z))$,
+# $\bar{x}_1 = \bar{y}_1 \odot \sigma(z) + \text{GN-backward}(w\,\bar{z})$. Return `dx1`, then
+# `dsweight`, `dsbias` of shape $(1, K, 1, 1)$ and `dgn_weight`, `dgn_bias` of shape $(K,)$.
 
 # %% tags=["exercise"]
 def spatial_gate_forward(x1, sweight, sbias, gn_weight, gn_bias, eps=1e-5):
-    """x1 (N, K, H, W) -> (y1 (N, K, H, W), cache)."""
+    """x1 (B*G, K, H, W) -> (y1 (B*G, K, H, W), cache)."""
     ### BEGIN SOLUTION
-    nrm, gn_cache = groupnorm_forward(x1, gn_weight, gn_bias, x1.shape[1], eps)
-    gate = sigmoid(sweight * nrm + sbias)
-    return x1 * gate, (x1, nrm, gate, sweight, gn_cache)
+    nu, gn_cache = groupnorm_forward(x1, gn_weight, gn_bias, x1.shape[1], eps)
+    gate = sigmoid(sweight * nu + sbias)
+    return x1 * gate, (x1, nu, gate, sweight, gn_cache)
     ### END SOLUTION
 
 
 def spatial_gate_backward(dout, cache):
-    """dout (N, K, H, W) -> (dx1, dsweight, dsbias, dgn_weight, dgn_bias)."""
+    """dout (B*G, K, H, W) -> (dx1, dsweight, dsbias, dgn_weight, dgn_bias)."""
     ### BEGIN SOLUTION
-    x1, nrm, gate, sweight, gn_cache = cache
+    x1, nu, gate, sweight, gn_cache = cache
     dz = dout * x1 * gate * (1 - gate)
-    dsweight = (dz * nrm).sum(axis=(0, 2, 3), keepdims=True)
+    dsweight = (dz * nu).sum(axis=(0, 2, 3), keepdims=True)
     dsbias = dz.sum(axis=(0, 2, 3), keepdims=True)
     dx_norm, dgn_weight, dgn_bias = groupnorm_backward(dz * sweight, gn_cache)
     return dout * gate + dx_norm, dsweight, dsbias, dgn_weight, dgn_bias
@@ -107,5 +121,5 @@ check_spatial_gate(spatial_gate_forward, spatial_gate_backward)
 # ## Questions
 #
 # 1. Set `num_groups = 1` and `num_groups = C` in your GroupNorm: which well-known norms are these?
-# 2. With $H = W = 1$ the spatial gate's GroupNorm sees one element per group. What is $\hat x$
+# 2. With $H = W = 1$ the spatial gate's GroupNorm sees one element per group. What is $\hat{x}$
 #    then, and what does the gate become?

@@ -6,20 +6,25 @@
 # for `groups` = 2, 3 and 1, and names the mistake when it recognises one.
 #
 # **How to work.** Replace each `raise NotImplementedError(...)` line with your code and run
-# the check cell. Grade yourself from a terminal with `make grade` or
-# `python -m pytest tests/test_my_exercises.py`.
+# the check cell. Grade yourself from a terminal with `make grade` (just this notebook:
+# `make grade NB=exercises/04_shuffle.ipynb`).
 #
 # ## The task
 #
-# View the $C$ channels of $x$ $(B, C, H, W)$ as `groups` rows of $J = C/\text{groups}$
-# channels, and read them out column by column:
+# Write the $C$ channels of $x$ $(B, C, H, W)$ into a table of `groups` rows of
+# $J = C/\text{groups}$ channels, one row per group, and read the table out **column by
+# column** (the same as transposing it and reading the transpose row by row, which is what
+# lesson 04 prints):
 #
 # $$\text{out}_{b,\ j\cdot\text{groups} + i} = x_{b,\ i\cdot J + j},
 #   \qquad 0 \le i < \text{groups},\ 0 \le j < J$$
 #
-# With `groups = 2` and channels 1..8 the order becomes 1,5,2,6,3,7,4,8. A shuffle is a
-# permutation: its backward sends each gradient back to the channel it came from. Both
-# functions must return new arrays, even when the permutation is the identity.
+# With `groups = 2` and channels 1..8 the table has rows 1 2 3 4 and 5 6 7 8, and the order
+# becomes 1,5,2,6,3,7,4,8. On the array that is a reshape of the channel axis into
+# (`groups`, $J$), a transpose of those two axes and a reshape back. A shuffle is a
+# permutation: its backward sends each gradient back to the channel it came from (the
+# inverse permutation, which lesson 04 shows is again a shuffle). Both functions must
+# return new arrays, even when the permutation is the identity.
 
 # %%
 import numpy as np
