@@ -28,7 +28,8 @@ from sa_torch import SALayer as TorchSALayer
 #: Largest relative difference between the two loss curves that still counts as "trained
 #: identically". Both runs are float64; the NumPy and torch layers round differently in the
 #: last bits, and training carries those differences along (measured with sa_numpy's own
-#: functions: below 1e-14 after 24 steps). A missing gradient term was off by 1e-2 at step 2.
+#: functions: below 1e-14 over the 20 steps of check_training). A missing gradient term was
+#: off by 1e-2 at step 2.
 RTOL = 1e-6
 
 

@@ -2,7 +2,6 @@
 and a wrong backward is caught. Tiny runs (a few steps, batch 4, 8 x 8 images) keep these fast."""
 import copy
 
-import numpy as np
 import pytest
 import torch
 
