@@ -77,8 +77,8 @@ def cg_forward_in_place(x0, cweight, cbias):
 
 def cg_forward_float64_buffer(x0, cweight, cbias):
     y0 = np.zeros(x0.shape)
-    y0[...] = x0 * sigmoid(cweight * x0.mean(axis=(2, 3), keepdims=True) + cbias)
-    return y0, None
+    y0[...], cache = ref.channel_gate_forward(x0, cweight, cbias)
+    return y0, cache
 
 
 def gn_forward(ddof=0, eps_inside=True, groups_of=lambda num_groups, c: num_groups, fixed_eps=None):
@@ -200,7 +200,7 @@ GN_B = ref.groupnorm_backward
 CATALOGUE = {
     # name: (check, learner functions, exception type, text the message must contain)
     "split_swaps_the_halves": (checks.check_grouping, (split_swapped, *GROUPING[1:]),
-                               AssertionError, "you swapped them"),
+                               AssertionError, "x0 and x1 are swapped"),
     "split_halves_before_grouping": (checks.check_grouping, (split_halves_first, *GROUPING[1:]),
                                      AssertionError, "You split all C channels in half first"),
     "merge_backward_returns_views": (checks.check_grouping, (*GROUPING[:3], merge_backward_views),
@@ -268,14 +268,14 @@ CATALOGUE = {
                                   AssertionError, "right values, wrong shape"),
     "layer_grads_missing_a_key": (checks.check_sa_layer, (ref.sa_forward, layer_backward_missing_key),
                                   AssertionError, "expected a dict with exactly the keys"),
-    "nan_in_the_output": (checks.check_channel_gate, (returns_nan, CG_B), AssertionError, "NaN where the reference"),
+    "nan_in_the_output": (checks.check_channel_gate, (returns_nan, CG_B), AssertionError, "NaN where the expected has none"),
     "learner_function_raises": (checks.check_channel_gate, (raises_value_error, CG_B), LearnerError,
                                 "channel_gate_forward raised ValueError: learner bug"),
     "not_attempted": (checks.check_channel_gate, (not_written, CG_B), NotAttempted, "is not written yet"),
     "forward_returns_no_cache": (checks.check_channel_gate, (returns_only_output, CG_B), AssertionError,
-                                 "should return a tuple (y0, cache), got ndarray"),
+                                 "should return a tuple (y0, cache); yours returned an ndarray"),
     "backward_returns_none": (checks.check_channel_gate, (ref.channel_gate_forward, forgets_to_return_dcbias),
-                              AssertionError, "dcbias (vs numerical gradient): got None"),
+                              AssertionError, "dcbias (vs numerical gradient): yours is None"),
 }
 
 
@@ -296,7 +296,7 @@ def test_a_learner_error_quotes_the_line_of_the_learners_code():
 def test_values_are_checked_only_after_the_shape():
     def wrong_shape(x0, cweight, cbias):
         return ref.channel_gate_forward(x0, cweight, cbias)[0][:, :, :-1], None
-    with pytest.raises(AssertionError, match=r"y0: shape \(4, 3, 2, 4\) differs from the expected \(4, 3, 3, 4\)"):
+    with pytest.raises(AssertionError, match=r"y0: shape \(6, 4, 4, 7\) differs from the expected \(6, 4, 5, 7\)"):
         checks.check_channel_gate(wrong_shape, CG_B)
 
 

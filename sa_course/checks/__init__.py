@@ -1,12 +1,17 @@
 """Checks for the exercises: they take *your* functions and tell you what is wrong.
 
 Each ``check_*`` runs your functions on small random float64 inputs with random,
-non-trivial parameters, and compares every output with the reference in ``sa_numpy``
-(to about 1e-10) and every gradient with a numerical gradient (centred differences,
-about 1e-7). On the first disagreement it raises ``AssertionError``: the message names
-the tensor, reports a wrong shape or dtype before any value, gives the largest absolute
-and relative error and the first index that differs, and, when your output matches a
-*known mistake* (the checks recompute each one and compare), a hint that names it.
+non-trivial parameters, in shapes whose axes all differ in size (so that nothing broadcast
+against the wrong axis can pass), and compares every output with the reference in
+``sa_numpy`` (to about 1e-10) and every gradient with a numerical gradient (centred
+differences, about 1e-7); it runs each forward a second time before the backward, and
+runs forward and backward on float32 inputs, where every array returned must stay float32.
+On the first disagreement it raises ``AssertionError``: the message names the tensor,
+reports a wrong shape or dtype before any value, gives the largest absolute and relative
+error and the first index that differs (yours and expected) and, only when your output
+matches it to rounding error, a hint: a *known mistake* (the checks recompute each one
+and compare), or what the difference is (outputs swapped, the right values in the wrong
+order, a constant or a missing factor). The error's ``mistake`` attribute is its id.
 
 Other outcomes, each its own exception so that the grader can tell them apart:
 
@@ -21,7 +26,8 @@ The package: :mod:`~sa_course.checks.harness` (calling your functions, comparing
 reporting), one module per exercise (:mod:`~sa_course.checks.grouping`,
 :mod:`~sa_course.checks.channel_gate`, :mod:`~sa_course.checks.spatial_gate` with GroupNorm,
 :mod:`~sa_course.checks.shuffle`, :mod:`~sa_course.checks.sa_layer`), the table of known
-mistakes and their hints (:mod:`~sa_course.checks.mistakes`) and the list of exercises
+mistakes and their hints (:mod:`~sa_course.checks.mistakes`), the generic diagnoses and the
+failure message (:mod:`~sa_course.checks.diagnose`) and the list of exercises
 (:mod:`~sa_course.checks.exercises`).
 """
 from .channel_gate import check_channel_gate

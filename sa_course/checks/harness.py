@@ -2,9 +2,10 @@
 
 Every exercise module builds its inputs with :func:`rng` and :func:`away_from_zero`, calls
 the learner's functions through :func:`call` (which also catches in-place writes),
-compares each output with :class:`Report` (reference and numerical gradient, with a hint
-when the output matches a known mistake from :mod:`sa_course.checks.mistakes`) and ends
-with one line of praise.
+compares each output with :class:`Report` (reference and numerical gradient; a failure is
+described by :mod:`sa_course.checks.diagnose`, with a hint when the output matches a known
+mistake from :mod:`sa_course.checks.mistakes` or a generic diagnosis) and ends with one line
+of praise.
 
 The same code serves two places. In a notebook's check cell the functions are the
 learner's own. In the grader (:mod:`sa_course.grade`) they are stand-ins that run the
@@ -25,12 +26,19 @@ import numpy as np
 
 from sa_numpy.gradcheck import compare, numerical_gradient
 
+from .diagnose import a_kind, failure, hinted
+from .mistakes import in_place_hint
+
 NUMERIC_RTOL = 1e-7   # analytic vs centred differences with h = 1e-6, in float64
 EPS = 1e-3            # the checks pass eps explicitly, larger than the default, so eps mistakes show
 
 
 class NotAttempted(NotImplementedError):
     """A function of the exercise still raises NotImplementedError."""
+
+    def _render_traceback_(self):
+        """What IPython shows for it: the message alone, no frame of the checks."""
+        return [f"{type(self).__name__}: {self}"]
 
 
 class LearnerError(AssertionError):
@@ -72,6 +80,7 @@ def short_traceback(check):
     and the hint at the bottom of a short traceback rather than the checks' internals."""
     @functools.wraps(check)
     def wrapper(*args, **kwargs):
+        __tracebackhide__ = True     # pytest and IPython hide this frame
         try:
             return check(*args, **kwargs)
         except (AssertionError, NotImplementedError) as exc:
@@ -111,7 +120,7 @@ def call(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...]
     backward's cache may hold the forward's inputs), must be unchanged after the call.
     """
     if not callable(fn):
-        raise AssertionError(f"{name} should be a function, got {type(fn).__name__}")
+        raise AssertionError(f"{name} should be a function; yours is {a_kind(fn)}")
     watched = [(label, a, a.copy()) for label, v in (*args, *watch) if label != "cache" for a in arrays(v)]
     try:
         result = fn(*(v for _, v in args), **kwargs)
@@ -125,53 +134,28 @@ def call(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...]
     for label, arr, before in watched:
         if not np.array_equal(arr, before, equal_nan=True):
             changed = np.argwhere(~((arr == before) | (np.isnan(arr) & np.isnan(before))))[0]
-            raise AssertionError(
-                f"{name} changed its input {label} in place (first at index {tuple(int(i) for i in changed)})."
-                f"\n  hint: never write into an input: `{label} *= ...`, `{label}[...] = ...` or "
-                f"`out={label}` modify the caller's array. Compute into a new array instead.")
+            raise hinted(f"{name} changed its input {label} in place (first at index "
+                         f"{tuple(int(i) for i in changed)}).", "generic.in_place", in_place_hint(name, label))
     expected = returns[0] if len(returns) == 1 else f"a tuple ({', '.join(returns)})"
     if len(returns) > 1:
         if not isinstance(result, (tuple, list)):
-            raise AssertionError(f"{name} should return {expected}, got {type(result).__name__}")
+            raise AssertionError(f"{name} should return {expected}; yours returned {a_kind(result)}")
         if len(result) != len(returns):
-            raise AssertionError(f"{name} should return {expected} ({len(returns)} items), "
-                                 f"got a {type(result).__name__} of {len(result)} items")
+            raise AssertionError(f"{name} should return {expected} ({len(returns)} items); "
+                                 f"yours returned {a_kind(result)} of {len(result)} items")
         return tuple(result)
     return result
 
 
-def _close(a: np.ndarray, b: np.ndarray) -> bool:
-    """Whether a learner's array matches a candidate (a known mistake) to rounding error."""
-    scale = float(np.max(np.abs(b), initial=0.0))
-    return a.shape == b.shape and bool(np.all(np.abs(a - b) <= 1e-8 * scale + 1e-12))
-
-
-def diagnose(ours, reference: np.ndarray, mistakes) -> str | None:
-    """The hint for a failed comparison: a dtype hint, or the first known mistake (hint, make)
-    whose make() the learner's array matches. A make() that returns None does not apply."""
-    if not isinstance(ours, np.ndarray):
-        return None
-    if ours.dtype != reference.dtype:
-        return (f"compute in the input's dtype ({reference.dtype}): look for .astype(...), "
-                f"np.float32 or an array created without dtype=x.dtype")
-    with np.errstate(all="ignore"):
-        mine = ours.astype(np.float64)
-        for text, make in mistakes:
-            candidate = make()
-            if candidate is not None and _close(mine, np.asarray(candidate, dtype=np.float64)):
-                return text
-    return None
-
-
-def expect(name: str, ours, reference, mistakes=(), rtol: float | None = None):
-    """compare(), with a hint when the learner's array matches a known mistake."""
-    if ours is not None and not isinstance(ours, np.ndarray):
-        raise AssertionError(f"{name}: got {type(ours).__name__}, expected a numpy.ndarray")
-    try:
-        return compare(name, ours, reference, rtol=rtol)
-    except AssertionError:
-        hint = diagnose(ours, reference, mistakes)
-    return compare(name, ours, reference, rtol=rtol, hint=hint)   # fails again, now with the hint
+def expect(name: str, ours, reference, candidates=(), rtol: float | None = None):
+    """compare(); when it fails, the failure in the learner's terms, with a hint when one of the
+    candidates (known mistakes, then generic diagnoses; see :mod:`sa_course.checks.diagnose`) matches."""
+    if isinstance(ours, np.ndarray):
+        try:
+            return compare(name, ours, reference, rtol=rtol)
+        except AssertionError:
+            pass
+    raise failure(name, ours, np.asarray(reference), candidates, rtol)
 
 
 def shares_memory(a: np.ndarray, b: np.ndarray) -> bool:
@@ -231,14 +215,30 @@ class Report:
             context.praise.append(text)
 
 
+def _named_arrays(label: str, value):
+    """(name, array) for every array in a returned item: "(x0, x1)" names a pair, a dict its keys."""
+    if isinstance(value, np.ndarray):
+        yield label, value
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            yield from _named_arrays(f"{label}[{key!r}]", v)
+    elif isinstance(value, (tuple, list)):
+        parts = label.strip("()").split(", ")
+        for i, v in enumerate(value):
+            yield from _named_arrays(parts[i] if len(parts) == len(value) else f"{label}[{i}]", v)
+
+
 def keeps_float32(fn, name: str, args: list[tuple[str, object]], returns: tuple[str, ...], **kwargs):
-    """Run a forward on float32 inputs: the output must stay float32."""
-    out = call(fn, name, args, returns, **kwargs)
-    first = out[0] if len(returns) > 1 else out
-    if isinstance(first, np.ndarray) and first.dtype != np.float32:
-        raise AssertionError(f"{returns[0]}: dtype {first.dtype} for float32 input, expected float32\n"
-                             f"  hint: keep the input's dtype: create arrays with dtype=x.dtype "
-                             f"(np.zeros(shape) is float64) and avoid .astype(np.float64)")
+    """Run a function on float32 inputs: every array it returns (not the cache) must be float32.
+    Returns what the function returned, so that a backward can run on the forward's cache."""
+    result = call(fn, name, args, returns, **kwargs)
+    for label, item in zip(returns, result if len(returns) > 1 else (result,)):
+        for part, arr in ([] if label == "cache" else _named_arrays(label, item)):
+            if arr.dtype != np.float32:
+                raise hinted(f"{part}: dtype {arr.dtype} for float32 input, expected float32", "generic.float32",
+                             "keep the input's dtype: create arrays with dtype=x.dtype (np.zeros(shape) is "
+                             "float64), avoid .astype(np.float64), and keep float64 values out of the cache")
+    return result
 
 
 def seed(base: int) -> int:

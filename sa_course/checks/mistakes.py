@@ -7,12 +7,16 @@ text shown after ``hint:``, and ``make(c)`` returns the array the mistake produc
 None where it does not apply), from ``c``, the context the check built: its inputs, the
 reference results and the forward/backward "with a switch" helpers each exercise module
 defines (``c.variant(i, dsig="none")`` is the channel gate's backward without the
-sigmoid's derivative, and so on). Mistakes are tried in table order; the first match wins.
+sigmoid's derivative, ``c.backward_from(s=...)`` the reference backward on a cache whose
+``s`` was overwritten, and so on). Mistakes are tried in table order; the first match wins,
+and only then the generic diagnoses of :mod:`sa_course.checks.diagnose` (swapped outputs,
+the right values in the wrong order, a constant or missing factor).
 
 Add a mistake by adding a row (and, when it needs one, a switch to the module's helper).
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +24,8 @@ import numpy as np
 
 from sa_numpy.functional import sigmoid
 from sa_numpy.grouping import group_merge_forward, group_split_backward
+
+from .diagnose import Candidate, first, generic, recomputed
 
 
 @dataclass(frozen=True)
@@ -44,11 +50,14 @@ def _add(id_: str, hint: str, make: Callable) -> None:
     TABLE.append(Mistake(id_, hint, make))
 
 
-def hints(check: str, tensor: str, c) -> list[tuple[str, Callable]]:
-    """(hint, make) pairs for the harness: the mistakes of one tensor, bound to the context c.
-    A hint may say ``{shape}``: the shape of the reference, ``c.refs_by_name[tensor]``."""
+def hints(check: str, tensor: str, c) -> list[Candidate]:
+    """The candidates for one tensor: its known mistakes bound to the check's context c, then
+    the generic diagnoses from ``c.facts``. A hint may say ``{shape}``: the shape of the
+    reference, ``c.refs_by_name[tensor]``."""
     text = lambda m: m.hint.format(shape=c.refs_by_name[tensor].shape) if "{shape}" in m.hint else m.hint
-    return [(text(m), lambda m=m: m.make(c)) for m in TABLE if m.check == check and m.tensor == tensor]
+    table = [recomputed(m.id, text(m), lambda m=m: m.make(c)) for m in TABLE if m.check == check and m.tensor == tensor]
+    facts = getattr(c, "facts", None)
+    return first(tensor, facts) + table + generic(tensor, facts)
 
 
 def by_id(id_: str) -> Mistake:
@@ -56,6 +65,28 @@ def by_id(id_: str) -> Mistake:
 
 
 SUMMED = "it is shared by every row and pixel, so sum its gradient over all of them"
+LAST_FORWARD = ("your backward used the values of the LAST forward call, not the cache it was given: the check "
+                "ran the forward a second time, on another input, before calling the backward. Keep everything "
+                "the backward needs in the cache the forward returns (no globals, no attributes on a function)")
+STALE = ("the {what} in your cache was overwritten after you cached it: {how}, so the backward reads {reads} "
+         "where it needs {what}. Compute {into} into a new array instead of in place")
+IN_PLACE = "never write into an input: `{label} *= ...`, `{label}[...] = ...` or `out={label}` modify the " \
+           "caller's array. Compute into a new array instead"
+#: the in-place hint for a function that wrote into one of its inputs, where there is more to say
+WRITES_INTO = {("sa_forward", "x"): "x0 and x1 from group_split_forward are VIEWS of x (a reshape and two "
+               "slices, no copy): writing into them (x0 *= ..., x1[...] = ...) writes into x, and into every cache "
+               "that holds x0 or x1, so the backward would read the new values. Compute into new arrays instead"}
+
+
+def in_place_hint(function: str, label: str) -> str:
+    """The hint for ``function`` having changed its input ``label`` in place."""
+    return WRITES_INTO.get((function, label), IN_PLACE.format(label=label))
+
+
+def _last_forward(check: str, tensors) -> None:
+    """The backward read the state of the last forward call: ``c.last_forward`` is that backward."""
+    for i, tensor in enumerate(tensors):
+        _add(f"{check}.{tensor}.last_forward", LAST_FORWARD, lambda c, i=i: c.last_forward[i])
 
 
 def _shape(check: str, tensor: str, unsummed: Callable | None = None) -> None:
@@ -72,9 +103,6 @@ def _shape(check: str, tensor: str, unsummed: Callable | None = None) -> None:
 
 
 # ------------------------------------------------------------------ 01 grouping
-_add("grouping.x0.swapped", "x0 is the FIRST half of each group (the channel branch) and x1 the second; "
-     "you swapped them", lambda c: c.rx1)
-_add("grouping.x1.swapped", "x1 is the SECOND half of each group; you swapped x0 and x1", lambda c: c.rx0)
 for _i, _half in enumerate(("x0", "x1")):
     _add(f"grouping.{_half}.halves_first",
          "group first, then split each group in two: reshape to (B*G, 2K, H, W) and take [:, :K] and "
@@ -96,9 +124,6 @@ _add("grouping.y.swapped", "y0 goes into the first half of each group and y1 int
      lambda c: group_merge_forward(c.y1, c.y0, c.b)[0])
 _add("grouping.y.batch_axis", "concatenate along the channel axis (axis=1) before reshaping to (B, C, H, W)",
      lambda c: np.concatenate([c.y0, c.y1], axis=0).reshape(c.b, c.c, c.h, c.w))
-_MERGE_SWAPPED = "dy0 is the first half of each group of dout and dy1 the second; you swapped them"
-_add("grouping.dy0.swapped", _MERGE_SWAPPED, lambda c: c.rdy1)
-_add("grouping.dy1.swapped", _MERGE_SWAPPED, lambda c: c.rdy0)
 
 # ------------------------------------------------------------------ 02 channel gate
 _add("channel_gate.y0.no_sigmoid", "apply the sigmoid: the gate is sigmoid(cweight * s + cbias), not the "
@@ -119,6 +144,12 @@ _add("channel_gate.y0.shared_gate", "the affine is per channel (cweight[k] * s[n
 _add("channel_gate.y0.no_bias", "add cbias inside the sigmoid", lambda c: c.gate(c.s, lambda p: c.cw * p))
 _add("channel_gate.y0.gate_only", "return the gated input x0 * gate, not the gate alone",
      lambda c: sigmoid(c.cw * c.s + c.cb))
+for _axes in (a for r in range(1, 5) for a in itertools.combinations(range(4), r)):
+    if _axes not in ((2, 3), (1, 2, 3), (0, 2, 3)):        # the right one, and the two named above
+        _letters = "".join("NKHW"[a] for a in _axes)
+        _add(f"channel_gate.y0.mean_over_{_letters}", f"pool each channel over its own H*W pixels, "
+             f"x0.mean(axis=(2, 3), keepdims=True); you averaged over axis={_axes} ({', '.join(_letters)})",
+             lambda c, a=_axes: c.gate(c.x0.mean(axis=a, keepdims=True)))
 _NO_DERIV = ("you dropped the sigmoid's derivative: z goes through the sigmoid, so multiply "
              "by sigmoid(z) * (1 - sigmoid(z))")
 _SIGMA_ONLY = "the sigmoid's derivative is sigmoid(z) * (1 - sigmoid(z)), not sigmoid(z)"
@@ -130,6 +161,8 @@ _add("channel_gate.dx0.no_pooling_path", "x0 is used twice, as the gated value a
      "the term that flows back through the pooling, dz * cweight / (H*W)", lambda c: c.variant(0, pool_path=False))
 _add("channel_gate.dx0.no_direct_path", "x0 is used twice: add the direct term dout * gate, the gradient "
      "through the gated value", lambda c: c.variant(0, direct=False))
+_add("channel_gate.dx0.pool_path_no_cweight", "z = cweight * s + cbias, so the term through the pooling is "
+     "dz * cweight / (H*W): the chain rule's factor cweight is missing", lambda c: c.variant(0, pool_cweight=False))
 for _i, _name in ((1, "dcweight"), (2, "dcbias")):
     _add(f"channel_gate.{_name}.no_sigmoid_derivative", _NO_DERIV, lambda c, i=_i: c.sum0(i, dsig="none"))
     _add(f"channel_gate.{_name}.sigmoid_as_derivative", _SIGMA_ONLY, lambda c, i=_i: c.sum0(i, dsig="sigma"))
@@ -137,6 +170,12 @@ for _i, _name in ((1, "dcweight"), (2, "dcbias")):
         _add("channel_gate.dcweight.no_pooled_mean", "dz/dcweight is the pooled mean s: dcweight = sum(dz * s)",
              lambda c: c.sum0(2))
     _shape("channel_gate", _name, lambda c, i=_i: c.variant(i))
+_STALE_S = lambda c, into: c.backward_from(s=into(c.cw.reshape(-1) * c.rcache.s + c.cb.reshape(-1)))[1]
+_add("channel_gate.dcweight.stale_s", STALE.format(what="s", how="z = cweight * s + cbias was computed into s "
+     "(s *= cweight; s += cbias)", reads="z", into="z"), lambda c: _STALE_S(c, lambda z: z))
+_add("channel_gate.dcweight.stale_s_gate", STALE.format(what="s", how="the gate sigmoid(cweight * s + cbias) was "
+     "computed into s's array", reads="the gate", into="z and the gate"), lambda c: _STALE_S(c, sigmoid))
+_last_forward("channel_gate", ("dx0", "dcweight", "dcbias"))
 
 # ------------------------------------------------------------------ 03 GroupNorm
 _add("groupnorm.out.unbiased_variance", "GroupNorm uses the BIASED variance: divide by the number of elements "
@@ -156,6 +195,11 @@ _add("groupnorm.out.batch_norm", "the statistics are per sample: you reduced ove
      lambda c: c.gn(batch_stats=True))
 _add("groupnorm.out.no_affine", "apply the per-channel affine: out = gamma[c] * xhat + beta[c]",
      lambda c: c.gn(gamma=np.ones(c.c), beta=np.zeros(c.c)))
+_add("groupnorm.out.stats_over_groups_axis", "take the mean and the variance over the LAST axis of "
+     "x.reshape(N, num_groups, -1), one statistic per (sample, group); you reduced over axis 1, across the groups",
+     lambda c: c.gn(axis=1))
+_add("groupnorm.out.interleaved_groups", "a group is a block of C/num_groups CONSECUTIVE channels, "
+     "x.reshape(N, num_groups, -1); your groups took every num_groups-th channel", lambda c: c.gn(interleaved=True))
 _add("groupnorm.dx.no_mean_terms", "the mean and the variance depend on x too: dx = rstd * (g - mean(g) - "
      "xhat * mean(g * xhat)) with g = dout * gamma and means over each group; you dropped both "
      "mean-subtraction terms", lambda c: c.dx(mean_term=False, var_term=False))
@@ -164,8 +208,17 @@ _add("groupnorm.dx.no_variance_term", "you dropped the term from the variance, -
 _add("groupnorm.dx.no_mean_term", "you dropped the term from the mean, - mean(g)", lambda c: c.dx(mean_term=False))
 _add("groupnorm.dx.no_gamma", "the gradient reaching xhat is g = dout * gamma: multiply by gamma first",
      lambda c: c.dx(use_gamma=False))
+_add("groupnorm.dx.means_over_groups_axis", "the two means in dx are over each group's M elements, the last axis "
+     "of the (N, num_groups, M) view; you took them over axis 1, across the groups", lambda c: c.dx(axis=1))
+_add("groupnorm.dx.no_rstd", "the chain rule's factor rstd = 1 / sqrt(var + eps) is missing: dx = rstd * (g - "
+     "mean(g) - xhat * mean(g * xhat))", lambda c: c.dx(use_rstd=False))
+_STALE_XHAT = STALE.format(what="xhat", how="the affine was applied to xhat in place (xhat *= gamma; xhat += beta)",
+                           reads="the output", into="out = gamma * xhat + beta")
+_add("groupnorm.dx.stale_xhat", _STALE_XHAT, lambda c: c.backward_from(xhat=c.rout)[0])
 _add("groupnorm.dgamma.raw_x", "gamma multiplies xhat, the NORMALISED input: dgamma = sum(dout * xhat)",
      lambda c: (c.dout * c.x).sum(axis=(0, 2, 3)))
+_add("groupnorm.dgamma.stale_xhat", _STALE_XHAT, lambda c: c.backward_from(xhat=c.rout)[1])
+_last_forward("groupnorm", ("dx", "dgamma"))
 _shape("groupnorm", "dgamma", lambda c: (c.dout * c.rcache.xhat).sum(axis=(2, 3)))
 _shape("groupnorm", "dbeta", lambda c: c.dout.sum(axis=(2, 3)))
 
@@ -185,6 +238,11 @@ _add("spatial_gate.y1.eps_outside_sqrt", "eps goes INSIDE the square root: sqrt(
 _add("spatial_gate.y1.fixed_eps", "use the eps argument; the check passes eps=1e-3", lambda c: c.sg(eps=1e-5))
 _add("spatial_gate.y1.no_gn_affine", "apply GroupNorm's own affine, gn_weight * xhat + gn_bias, before "
      "sweight and sbias", lambda c: c.sg(gw=np.ones(c.k), gb=np.zeros(c.k)))
+_add("spatial_gate.y1.affines_swapped", "GroupNorm's affine comes first, then the gate's: z = sweight * "
+     "(gn_weight * xhat + gn_bias) + sbias; you applied them in the other order (or gave sweight and sbias to "
+     "GroupNorm)", lambda c: c.sg(affines_swapped=True))
+_add("spatial_gate.y1.batch_statistics", "the statistics are per row and channel, over its own H*W pixels; you "
+     "reduced over the batch axis too", lambda c: c.sg(batch_stats=True))
 _SG_NO_DERIV = "you dropped the sigmoid's derivative: multiply by sigmoid(z) * (1 - sigmoid(z))"
 _add("spatial_gate.dx1.no_sigmoid_derivative", _SG_NO_DERIV, lambda c: c.variant(0, dsig="none"))
 _add("spatial_gate.dx1.no_direct_path", "x1 is used twice, as the gated value and inside the gate: add the "
@@ -194,12 +252,21 @@ _add("spatial_gate.dx1.no_gate_path", "x1 is used twice: add the term that flows
 _add("spatial_gate.dx1.no_gn_mean_terms", "in GroupNorm's backward, keep the two mean-subtraction terms (from "
      "the mean and the variance): rstd * (g - mean(g) - xhat * mean(g * xhat))",
      lambda c: c.variant(0, gn_mean_terms=False))
+_add("spatial_gate.dx1.gate_path_no_sweight", "z = sweight * n + sbias, so the gradient reaching GroupNorm is "
+     "dz * sweight: the chain rule's factor sweight is missing (pass dz * sweight to GroupNorm's backward)",
+     lambda c: c.variant(0, chain_sweight=False))
+_add("spatial_gate.dx1.stale_gate", STALE.format(what="gate sigmoid(z)", how="y1 = x1 * gate was computed into the "
+     "gate's array (gate *= x1)", reads="y1", into="y1"), lambda c: c.backward_from(gate=c.ry1)[0])
 for _i, _name in enumerate(("dsweight", "dsbias", "dgn_weight", "dgn_bias"), start=1):
     _add(f"spatial_gate.{_name}.no_sigmoid_derivative", _SG_NO_DERIV, lambda c, i=_i: c.summed(i, dsig="none"))
     if _name == "dsweight":
         _add("spatial_gate.dsweight.raw_x1", "sweight multiplies the normalised n, not x1: dsweight = sum(dz * n)",
              lambda c: (c.variant(2) * c.x1).sum(axis=(0, 2, 3)).reshape(c.refs_by_name["dsweight"].shape))
     _shape("spatial_gate", _name, lambda c, i=_i: c.variant(i).sum(axis=(2, 3)))
+_add("spatial_gate.dsweight.stale_n", STALE.format(what="n", how="z = sweight * n + sbias was computed into n "
+     "(n *= sweight; n += sbias)", reads="z", into="z"),
+     lambda c: c.backward_from(n=c.rcache.n * c.rcache.sweight[:, None, None] + c.sb.reshape(-1, 1, 1))[1])
+_last_forward("spatial_gate", ("dx1", "dsweight", "dsbias", "dgn_weight", "dgn_bias"))
 
 # ------------------------------------------------------------------ 04 channel shuffle
 _add("shuffle.out.identity", "you returned the channels in their original order: view x as (B, groups, "
@@ -228,12 +295,27 @@ _add("sa_layer.out.merge_swapped", "merge in the order (y0, y1): channel branch 
 _add("sa_layer.out.fixed_eps", "pass the eps argument on to the spatial gate; the check passes eps=1e-3",
      lambda c: c.layer(eps=1e-5))
 LAYER_GRADIENTS = ("dx", *(f"grads[{n!r}]" for n in ("cweight", "cbias", "sweight", "sbias", "gn.weight", "gn.bias")))
+_STALE_HALVES = ("the gates' caches hold x0 and x1, which are VIEWS of the array you split: writing the gates' "
+                 "outputs into them (x0[...] = y0, x1[...] = y1, to merge in place) overwrote the caches, so the "
+                 "backward reads y0 and y1 where it needs x0 and x1. Gate into new arrays and merge those")
 for _i, _name in enumerate(LAYER_GRADIENTS):
     # the backward is linear in dout: a wrong un-shuffle of dout is the right backward of another dout
     _add(f"sa_layer.{_name}.no_unshuffle", "the forward ends with a shuffle, so the backward starts by "
-         "un-shuffling dout (channel_shuffle_backward); you skipped it", lambda c, i=_i: c.backward_of("skipped")[i])
+         "un-shuffling dout (channel_shuffle_backward); you skipped it",
+         lambda c, i=_i: c.backward_of(unshuffle="skipped")[i])
     _add(f"sa_layer.{_name}.unshuffle_forward", "un-shuffle dout with the INVERSE permutation "
-         "(channel_shuffle_backward), not with the forward shuffle", lambda c, i=_i: c.backward_of("forward")[i])
+         "(channel_shuffle_backward), not with the forward shuffle",
+         lambda c, i=_i: c.backward_of(unshuffle="forward")[i])
+    _add(f"sa_layer.{_name}.gates_swapped", "group_merge_backward returns (dy0, dy1): dy0 goes to the CHANNEL "
+         "gate's backward and dy1 to the SPATIAL gate's; you swapped them (unpacked in the wrong order?)",
+         lambda c, i=_i: c.backward_of(swap_dy=True)[i])
+    if _i == 0:
+        _add("sa_layer.dx.halves_swapped", "group_split_backward takes (dx0, dx1), the channel gate's dx0 first; "
+             "you passed them swapped", lambda c: c.backward_of(swap_dx=True)[0])
+    for _stale in (("x0", "x1"), ("x0",), ("x1",)):
+        _add(f"sa_layer.{_name}.stale_{'_'.join(_stale)}", _STALE_HALVES,
+             lambda c, i=_i, st=_stale: c.backward_of(stale=st)[i])
+    _add(f"sa_layer.{_name}.last_forward", LAST_FORWARD, lambda c, i=_i: c.last_forward[i])
     if _i:
         _shape("sa_layer", _name)
 

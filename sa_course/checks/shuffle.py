@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import numpy as np
+
 from sa_numpy.shuffle import channel_shuffle_backward, channel_shuffle_forward
 
-from .harness import Report, call, not_a_view, numeric, rng, short_traceback
+from .diagnose import Facts
+from .harness import Report, call, keeps_float32, not_a_view, numeric, rng, short_traceback
 from .mistakes import hints
 
 
@@ -13,16 +16,20 @@ from .mistakes import hints
 def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> None:
     """Exercise 04: channel shuffle and its inverse, for several numbers of groups."""
     gen = rng(5)
-    b, c, h, w = 2, 12, 2, 2
+    b, c, h, w = 2, 12, 5, 7             # every axis its own size: no mistake hides behind a repeated one
     report = Report("channel shuffle, forward and backward")
     shuffle = lambda v, groups: channel_shuffle_forward(v, groups)[0]
+    axes = ("B", "C", "H", "W")
     for groups in (2, 3, 1):
         x = gen.normal(size=(b, c, h, w))
         tag = f" (groups={groups})"
-        ctx = SimpleNamespace(x=x, c=c, groups=groups, shuffle=shuffle)
+        facts = Facts(numbers={"B": b, "C": c, "H": h, "W": w, "groups": groups, "C/groups": c // groups},
+                      axes={"out": axes, "dx": axes})
+        ctx = SimpleNamespace(x=x, c=c, groups=groups, shuffle=shuffle, facts=facts)
         rout, rcache = channel_shuffle_forward(x, groups)
         out, cache = call(channel_shuffle_forward_fn, "channel_shuffle_forward",
                           [("x", x), ("groups", groups)], ("out", "cache"))
+        facts.returned(("out", "cache"), (out, cache), {"out": rout})
         report.expect("out" + tag, out, rout, hints("shuffle", "out", ctx))
         not_a_view("out" + tag, out, {"x": x})
 
@@ -30,7 +37,13 @@ def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> No
         rdx = channel_shuffle_backward(dout, rcache)
         dx = call(channel_shuffle_backward_fn, "channel_shuffle_backward", [("dout", dout), ("cache", cache)],
                   ("dx",), watch=[("x", x)])
+        facts.returned(("dx",), (dx,), {"dx": rdx})
         num = numeric(lambda v: shuffle(v, groups), x, dout)
         report.outputs(("dx" + tag,), (dx,), (rdx,), (num,), {"dx" + tag: hints("shuffle", "dx", ctx)},
                        {"dout": dout})
+
+    _, cache32 = keeps_float32(channel_shuffle_forward_fn, "channel_shuffle_forward",
+                               [("x", x.astype(np.float32)), ("groups", 3)], ("out", "cache"))
+    keeps_float32(channel_shuffle_backward_fn, "channel_shuffle_backward",
+                  [("dout", dout.astype(np.float32)), ("cache", cache32)], ("dx",))
     report.praise()
