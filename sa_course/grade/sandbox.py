@@ -1,0 +1,327 @@
+"""Where a learner's kernel runs: its own scratch directory, limits, and bubblewrap where it can.
+
+Three set-ups, best first (:func:`isolation` picks one, once per grader process):
+
+``bwrap``   Debian's bubblewrap is installed and works. The kernel sees a minimal file
+            system: the system (``/usr``, ``/etc``), Python and the project read-only (in
+            ``--strict``, only ``sa_numpy``, with the exercise's part hidden), an empty
+            ``/tmp`` and its scratch directory, the only place it can write. No network,
+            its own process namespace (every process it starts dies with it), and, when
+            the grader runs as root, a uid of its own.
+``setuid``  no bubblewrap, the grader runs as root: the kernel runs as an unprivileged uid
+            of its own, with limits. It can read what every user may read, write what
+            every user may write (``/tmp``), and use the network.
+``none``    no bubblewrap, not root (or the interpreter is unreadable to other users): the
+            kernel runs as the user who grades, with limits only.
+
+In all three the kernel starts from the course's interpreter by absolute path, never
+through a Jupyter kernelspec, with a clean environment, in a new session, under
+RLIMIT_AS/CPU/FSIZE/CORE (and RLIMIT_NPROC with a uid of its own); :func:`stop` kills
+every process it left, found by that uid or by a marker in their environment.
+``SA_GRADE_SANDBOX=setuid`` or ``=none`` forces a weaker set-up (for tests).
+"""
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import json
+import os
+import random
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[2]
+LAUNCH = Path(__file__).with_name("launch.py")
+SANDBOX_LAUNCH = "/.sa-grader/launch.py"
+MARKER = "SA_GRADE_RUN"
+UID_BASE = int(os.environ.get("SA_GRADE_UID_BASE", "2000000000"))   # bubblewrap maps uids below 2**31
+UID_SLOTS = 4096
+TMPFS_BYTES = 256 << 20
+LEVELS = ("bwrap", "setuid", "none")
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """The set-up the grader found: its level, whether it runs as root, and why not better."""
+    level: str
+    root: bool
+    bwrap: str | None = None
+    reason: str = ""
+
+    def describe(self) -> str:
+        if self.level == "bwrap":
+            return ("bubblewrap: project and Python read-only, writes only to its scratch directory, no "
+                    "network, own process namespace" + (", unprivileged uid" if self.root else ""))
+        if self.level == "setuid":
+            return (f"no bubblewrap ({self.reason}): unprivileged uid of its own and limits; it can read what "
+                    f"every user may, write /tmp and use the network")
+        return (f"no bubblewrap ({self.reason}): the kernel runs as " + ("root" if self.root else "you")
+                + ", with limits only, so it could change your files")
+
+
+@dataclass
+class Limits:
+    memory_bytes: int
+    cpu_seconds: int
+    file_bytes: int = 1 << 30
+
+
+class UidLease:
+    """A uid no other grading uses right now (root only): a lock file per uid, held while grading."""
+
+    def __init__(self):
+        folder = Path(tempfile.gettempdir()) / "sa-grade-uids"
+        folder.mkdir(mode=0o700, exist_ok=True)
+        info = os.lstat(folder)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != 0 or info.st_mode & 0o077:
+            raise RuntimeError(f"{folder} must be a directory owned by root with mode 700")
+        in_use = {p.info["uids"].real for p in psutil.process_iter(["uids"]) if p.info["uids"]}
+        for slot in random.sample(range(UID_SLOTS), UID_SLOTS):
+            uid = UID_BASE + slot
+            if uid in in_use:
+                continue
+            fd = os.open(folder / str(uid), os.O_CREAT | os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                os.close(fd)
+                continue
+            self.uid, self._fd = uid, fd
+            return
+        raise RuntimeError("no free uid to run a kernel as")
+
+    def release(self) -> None:
+        os.close(self._fd)
+
+
+class Scratch:
+    """A fresh directory per notebook: ``work/`` (the kernel's cwd and home, the only place it
+    writes) inside a folder of the grader's own (stubs for --strict, the kernel's log)."""
+
+    def __init__(self, uid: int | None):
+        self.base = Path(tempfile.mkdtemp(prefix="sa-grade-"))
+        os.chmod(self.base, 0o711)
+        self.work = self.base / "work"
+        self.work.mkdir(mode=0o700)
+        (self.work / "tmp").mkdir(mode=0o700)
+        if uid is not None:
+            for p in (self.work, self.work / "tmp"):
+                os.chown(p, uid, uid)
+        self.work_fd = os.open(self.work, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def remove(self) -> None:
+        os.close(self.work_fd)
+
+        def retry(func, path, _exc):
+            try:
+                os.chmod(os.path.dirname(path), 0o700)
+                os.chmod(path, 0o700) if os.path.isdir(path) and not os.path.islink(path) else None
+                func(path)
+            except OSError:
+                pass
+        shutil.rmtree(self.base, onerror=retry)
+
+
+@dataclass
+class Kernel:
+    """A started kernel process and what is needed to stop it."""
+    proc: subprocess.Popen
+    marker: str
+    uid: int | None
+    log: Path
+    extra: list = field(default_factory=list)
+
+
+def _prefixes() -> list[str]:
+    """The interpreter's folders the kernel needs, outside /usr and /etc, none inside another."""
+    found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                                           os.path.dirname(os.path.realpath(sys.executable)))}
+    found = {p for p in found if not p.startswith(("/usr/", "/etc/")) and p not in ("/usr", "/")}
+    return sorted(p for p in found if not any(p != q and p.startswith(q + os.sep) for q in found))
+
+
+def package_dir(name: str) -> Path:
+    """Where a package is imported from (found without importing it)."""
+    spec = importlib.util.find_spec(name)
+    return Path(spec.origin).parent
+
+
+def kernel_env(work: Path, marker: str, extra: dict | None = None) -> dict:
+    home = str(work)
+    env = {"PATH": f"{os.path.dirname(sys.executable)}:/usr/local/bin:/usr/bin:/bin", "HOME": home,
+           "TMPDIR": f"{home}/tmp", "USER": "learner", "LOGNAME": "learner", "LANG": "C.UTF-8",
+           "PYTHONNOUSERSITE": "1", "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "SA_COURSE_STATIC": "1",
+           "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "IPYTHONDIR": f"{home}/.ipython", "MPLCONFIGDIR": f"{home}/.mpl", "JUPYTER_PLATFORM_DIRS": "1",
+           "JUPYTER_RUNTIME_DIR": f"{home}/.jupyter/runtime", "JUPYTER_DATA_DIR": f"{home}/.jupyter/data",
+           "JUPYTER_CONFIG_DIR": f"{home}/.jupyter/config", "PYDEVD_DISABLE_FILE_VALIDATION": "1", MARKER: marker,
+           "PYTHONPATH": str(package_dir("sa_numpy").parent)}      # the kernel's sa_numpy is the grader's
+    extra = dict(extra or {})
+    if "PYTHONPATH" in extra:
+        extra["PYTHONPATH"] += os.pathsep + env["PYTHONPATH"]
+    return {**env, **extra}
+
+
+def _bwrap_argv(iso: Isolation, scratch: Scratch, strict: dict | None, inner: list[str]) -> list[str]:
+    """bubblewrap's command line: the minimal file system, namespaces, then the launcher."""
+    a = [iso.bwrap, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-net", "--unshare-ipc",
+         "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sa-grader"]
+    a += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"] if iso.root else ["--unshare-user"]
+    a += ["--ro-bind", "/usr", "/usr"]
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = "/" + name
+        if os.path.islink(path):
+            a += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            a += ["--ro-bind", path, path]
+    a += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+          "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
+    readonly = _prefixes() + [str(package_dir("sa_numpy")) if strict is not None else str(ROOT)]
+    mounts = [(p, "--ro-bind") for p in readonly if not any(p.startswith(q + os.sep) for q in readonly)]
+    mounts += [(str(scratch.work), "--bind"), (str(LAUNCH), SANDBOX_LAUNCH)]
+    made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}
+    for path, how in sorted(mounts, key=lambda m: m[0].count(os.sep)):
+        dest = SANDBOX_LAUNCH if how == SANDBOX_LAUNCH else path
+        parent = os.path.dirname(dest)
+        chain = []
+        while parent not in made and not any(parent.startswith(m + os.sep) for m, _ in mounts if m != path):
+            chain.append(parent)
+            parent = os.path.dirname(parent)
+        for d in reversed(chain):
+            a += ["--perms", "0755", "--dir", d]
+            made.add(d)
+        a += ["--ro-bind", path, dest] if how == SANDBOX_LAUNCH else [how, path, path]
+    for dest, source in (strict or {}).items():
+        a += ["--tmpfs", dest] if source is None else ["--ro-bind", source, dest]
+    return a + ["--chdir", str(scratch.work), "--", *inner]
+
+
+def _launcher(spec: dict, path: str) -> list[str]:
+    return [sys.executable, "-I", "-S", path, json.dumps(spec)]
+
+
+def start(iso: Isolation, scratch: Scratch, argv: list[str], limits: Limits, uid: int | None,
+          strict: dict | None = None, env_extra: dict | None = None) -> Kernel:
+    """Start ``argv`` (the kernel) in the scratch directory under the set-up ``iso``."""
+    marker = os.urandom(16).hex()
+    rlimits = {"AS": limits.memory_bytes, "CPU": limits.cpu_seconds, "FSIZE": limits.file_bytes, "CORE": 0}
+    if uid is not None:
+        rlimits["NPROC"] = 512
+    spec = {"rlimits": rlimits, "uid": uid, "gid": uid, "argv": argv}
+    log = scratch.base / "kernel.log"
+    with open(log, "wb") as out:
+        if iso.level == "bwrap":
+            cmd = _bwrap_argv(iso, scratch, strict, _launcher(spec, SANDBOX_LAUNCH))
+        else:
+            spec.update(pdeathsig=True, parent=os.getpid())
+            cmd = _launcher(spec, str(LAUNCH))
+        proc = subprocess.Popen(cmd, cwd=scratch.work, env=kernel_env(scratch.work, marker, env_extra),
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, close_fds=True)
+    return Kernel(proc, marker, uid, log)
+
+
+def _left_behind(marker: str, uid: int | None) -> list[psutil.Process]:
+    found = []
+    for p in psutil.process_iter(["uids"]):
+        if p.pid == os.getpid():
+            continue
+        try:
+            if (uid is not None and p.info["uids"] and p.info["uids"].real == uid) or \
+                    p.environ().get(MARKER) == marker:
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def stop(kernel: Kernel, wait_s: float = 5.0) -> None:
+    """Kill the kernel and every process it started; every wait here has a limit."""
+    proc = kernel.proc
+    for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
+        try:
+            kill()
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        pass
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        victims = _left_behind(kernel.marker, kernel.uid)
+        if not victims:
+            return
+        for p in victims:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(victims, timeout=0.2)
+
+
+def read_log(kernel: Kernel, limit: int = 4000) -> str:
+    try:
+        with open(kernel.log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+_LOCK = threading.Lock()
+_FOUND: Isolation | None = None
+
+
+def _works(iso: Isolation) -> str | None:
+    """None when a trivial program starts under ``iso``, else why not."""
+    lease = UidLease() if iso.root and iso.level != "none" else None
+    scratch = Scratch(lease.uid if lease else None)
+    try:
+        kernel = start(iso, scratch, [sys.executable, "-I", "-S", "-c", "import os, encodings"],
+                       Limits(1 << 30, 30), lease.uid if lease else None)
+        try:
+            code = kernel.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            code = "no answer in 30 s"
+        stop(kernel, 1.0)
+        return None if code == 0 else f"{iso.level} check failed ({code}): {read_log(kernel, 300).strip()}"
+    finally:
+        scratch.remove()
+        if lease:
+            lease.release()
+
+
+def isolation() -> Isolation:
+    """The best set-up that works here (found once; ``SA_GRADE_SANDBOX`` caps it)."""
+    global _FOUND
+    with _LOCK:
+        if _FOUND is None:
+            cap = os.environ.get("SA_GRADE_SANDBOX", "bwrap")
+            allowed = LEVELS[LEVELS.index(cap):] if cap in LEVELS else LEVELS
+            root = os.geteuid() == 0
+            bwrap = shutil.which("bwrap")
+            reason = "SA_GRADE_SANDBOX=" + cap if cap != "bwrap" else "bwrap is not installed"
+            if bwrap and "bwrap" in allowed:
+                reason = _works(Isolation("bwrap", root, bwrap)) or ""
+                if not reason:
+                    _FOUND = Isolation("bwrap", root, bwrap)
+            if _FOUND is None and root and "setuid" in allowed:
+                why = _works(Isolation("setuid", root, None, reason))
+                if why is None:
+                    _FOUND = Isolation("setuid", root, None, reason)
+                else:
+                    reason += "; " + why
+            if _FOUND is None:
+                _FOUND = Isolation("none", root, None, reason)
+        return _FOUND
