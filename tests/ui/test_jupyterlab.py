@@ -70,7 +70,7 @@ def error_outputs(page) -> list[str]:
 
 
 def run_all_and_check(page, lab, screenshot, notebook: str, name: str) -> None:
-    """Open, restart and run all from the Kernel menu (as docs/working-in-jupyterlab.md
+    """Open, restart and run all from the Kernel menu (as the README's "Working in JupyterLab"
     tells learners), and assert that every cell ran and shows no error."""
     open_notebook(page, lab, notebook, name)
     screenshot(page, f"{name}-1-opened")
