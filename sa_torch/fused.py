@@ -1,119 +1,234 @@
-"""Shuffle Attention as one hand-derived autograd function, for training on the CPU.
+"""Shuffle Attention as one operator with a hand-derived backward: the fast SA path.
 
 :class:`sa_torch.SALayer` computes the official layer op by op (reshape, chunk, mean,
-GroupNorm, sigmoid, cat, shuffle) and lets autograd run them backwards. On a CPU, where
-these ops are bound by memory traffic, that is slow: every op writes a fresh tensor,
-GroupNorm copies its non-contiguous half-group input, and ``cat``, the shuffle and the
-backward of ``chunk`` copy the whole map again. :func:`shuffle_attention` computes the
-same maths with two full-size writes in the forward pass (the gate and the output) and
-has its backward written out by hand.
+GroupNorm, sigmoid, cat, shuffle) and lets autograd run them backwards: dozens of small,
+memory-bound ops, and ``x.reshape(B*G, C/G, H, W)`` copies a channels_last input. This
+module computes the same maths on the tensor as it is (NCHW or channels_last), in four
+passes over memory, on any device, as the operator ``torch.ops.sa_torch.shuffle_attention``
+(registered with :mod:`torch.library`, so ``torch.compile`` sees one op, not dozens).
 
-The idea: after the grouping, both gates are per-channel functions of one channel of one
-sample. With the (B, C, H, W) input seen as ``X`` (B, G, 2, K, N), N = H*W (branch 0 =
-channel gate, branch 1 = spatial gate), every position gets
+The idea: after the grouping, every gate is a function of one channel of one sample.
+Channel c of x (B, C, H, W), with G groups, K = C // (2G) and N = H*W, belongs to group
+``c // 2K``, branch ``i = (c // K) % 2`` (0 = channel gate, 1 = spatial gate) and index
+``k = c % K``; GroupNorm with K groups on K channels normalises each channel on its own.
+With ``m``, ``r = 1/sqrt(var + eps)`` the mean and inverse std of that channel:
 
-    z = a * (x - mean) + d,     gate = sigmoid(z),     y = x * gate,     out = shuffle(y)
+    z = A r (x - m) + P m + Q,     g = sigmoid(z),     y = x g,     out = shuffle(y)
 
-    branch 0 (channel):  a = 0                      d = cweight * mean + cbias
-    branch 1 (spatial):  a = sweight * gn.w * rstd  d = sweight * gn.b + sbias
+    branch 0 (channel):  A = 0               P = cweight   Q = cbias
+    branch 1 (spatial):  A = sweight gn.w    P = 0         Q = sweight gn.b + sbias
 
-where ``mean`` and ``rstd = 1/sqrt(var + eps)`` are per (b, g, branch, k): GroupNorm with
-K groups on K channels normalises each channel on its own. The shuffle costs nothing
-extra: the last multiplication writes straight into the shuffled positions.
+A, P, Q are C-length vectors (the parameters expanded per channel), so the gate is the
+per-(b, c) affine ``z = alpha x + beta`` with ``alpha = A r``, ``beta = P m + Q - alpha m``.
+The shuffle is a fixed permutation: y channel ``i*C/2 + j`` is output channel ``2j + i``,
+and the gate pass writes there directly.
 
-Backward, with ``gy`` the output gradient seen in y's channel order and sums over the N
+Backward, with ``gy`` the output gradient read in y's channel order and sums over the N
 positions of one channel:
 
-    gz = gy * x * gate * (1 - gate),   Sz = sum(gz),   Szx = sum(gz * x)
-    dx = gy * gate + a * gz + beta * x + alpha
+    gz = gy x g (1 - g),   Sz = sum(gz),   Szx = sum(gz x)
+    dx = gy g + alpha gz + u x + w,   u = -A r^3 (Szx - m Sz) / N,   w = Sz (P - A r) / N - u m
 
-    branch 0:  beta = 0,   alpha = cweight * Sz / N                    (through the mean)
-    branch 1:  beta = -A rstd^3 (Szx - mean Sz) / N,   alpha = -A rstd Sz / N - beta mean
-               with A = sweight * gn.w                           (through mean and rstd)
+and ``dL/dA = r (Szx - m Sz)``, ``dL/dP = m Sz``, ``dL/dQ = Sz`` per (b, c), summed over b
+and the groups onto the six (K,)-shaped parameters. The passes:
 
-and the parameter gradients are sums of Sz, Szx and the means over (b, g). The tests
-check all of it against autograd through the official ops in float64 (1e-10).
+    forward   1. stats: m, var                 2. gate: out[shuffled] = x g
+    backward  3. sums: Sz, Szx (g recomputed)  4. dx
 
-Only the official configuration has this form, on CPU tensors of float32 or float64
-outside autocast and ``torch.compile``; :meth:`SALayer.forward` uses it where
-:func:`fused_applies` says so and the op-by-op layer everywhere else (CUDA included).
+run in :mod:`sa_torch.fused_cpu` (C, float32/float64 on the CPU), :mod:`sa_torch.fused_triton`
+(Triton, float32/bfloat16/float16 on CUDA) or, anywhere else, :mod:`sa_torch.fused_eager`
+(torch ops, the readable version). Statistics and coefficients are float32 (float64 for
+float64 maps); the output has x's dtype, so under autocast it stays in the autocast dtype.
+The tests check every backend against autograd through the official ops in float64 (1e-10).
 """
-from __future__ import annotations
+import contextlib
+import importlib.util
+import os
 
 import torch
-from torch.autograd.function import once_differentiable
+from torch import Tensor
+
+from . import fused_cpu, fused_eager
+from .fused_eager import compute_dtype
+
+BACKENDS = ("c", "triton", "eager")
+_forced: str | None = None
 
 
-def fused_applies(layer, x: torch.Tensor) -> bool:
-    """Whether :func:`shuffle_attention` computes ``layer(x)`` here (else the op-by-op path)."""
-    return (layer.shuffle and layer.gn is not None and not layer.conv_affine
-            and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and layer.cweight.dtype == x.dtype
-            and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
+def fused_applies(layer) -> bool:
+    """Whether :func:`shuffle_attention` computes ``layer``: the official configuration (any
+    device, dtype, layout, autocast or ``torch.compile``); the ablations run op by op."""
+    return layer.shuffle and layer.gn is not None and not layer.conv_affine
 
 
-def shuffle_attention(layer, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` for an official-configuration :class:`sa_torch.SALayer`: (B, C, H, W) -> same."""
-    return _ShuffleAttention.apply(x.contiguous(), layer.cweight, layer.cbias, layer.sweight, layer.sbias,
-                                   layer.gn.weight, layer.gn.bias, layer.groups, layer.gn.eps)
+def shuffle_attention(layer, x: Tensor) -> Tensor:
+    """``layer(x)`` for an official-configuration :class:`sa_torch.SALayer`: (B, C, H, W) -> same
+    shape, dtype and memory format (NCHW or channels_last; any other strides give NCHW).
+
+    Like the official layer (whose GroupNorm refuses it), a map with one value per channel
+    and B*G = 1 is an error: GroupNorm would normalise single values."""
+    b, _, h, w = x.shape
+    if b * layer.groups * h * w == 1:
+        raise ValueError(f"Expected more than 1 value per channel when training, got B*G={b * layer.groups} "
+                         f"and H*W={h * w} (x.shape={tuple(x.shape)}): GroupNorm needs B*G*H*W > 1")
+    out, *_ = torch.ops.sa_torch.shuffle_attention(
+        x, layer.cweight, layer.cbias, layer.sweight, layer.sbias, layer.gn.weight, layer.gn.bias,
+        layer.groups, layer.gn.eps)
+    return out
 
 
-def _shuffled(t: torch.Tensor, b: int, c: int, n: int) -> torch.Tensor:
-    """The (B, 2, C/2, N) view of a (B, C, H, W) output in y's channel order: channel
-    ``i*C/2 + j`` of y is channel ``2j + i`` of the shuffled output."""
-    return t.view(b, c // 2, 2, n).permute(0, 2, 1, 3)
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Run the passes with backend ``name`` (one of :data:`BACKENDS`) inside the block, instead
+    of the automatic choice; a tensor the backend cannot run raises (tests and benchmarks)."""
+    global _forced
+    if name not in BACKENDS:
+        raise ValueError(f"backend={name!r} is not one of {BACKENDS}")
+    previous, _forced = _forced, name
+    try:
+        yield
+    finally:
+        _forced = previous
 
 
-class _ShuffleAttention(torch.autograd.Function):
-    """apply(x (B, C, H, W) contiguous, cweight, cbias, sweight, sbias (1, K, 1, 1),
-    gn_weight, gn_bias (K,), groups, eps) -> out (B, C, H, W); the maths in the module docstring."""
+def _runs(name: str, x: Tensor) -> bool:
+    if name == "c":
+        return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and fused_cpu.available()
+    if name == "triton":                            # on the CPU only in Triton's interpreter (tests)
+        interpreted = x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
+        return ((x.device.type == "cuda" or interpreted) and importlib.util.find_spec("triton") is not None
+                and x.dtype in (torch.float32, torch.bfloat16, torch.float16))
+    return True
 
-    @staticmethod
-    def forward(ctx, x, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups, eps):
-        b, c, h, w = x.shape
-        k, n = c // (2 * groups), h * w
-        X = x.view(b, groups, 2, k, n)
-        cw, cb, sw, sb, gw, gb = (p.reshape(k) for p in (cweight, cbias, sweight, sbias, gn_weight, gn_bias))
-        mean = X.mean(dim=-1)                                            # (B, G, 2, K)
-        gate = torch.empty_like(X)
-        # channel branch: one gate value per channel
-        gate[:, :, 0] = torch.sigmoid(cw * mean[:, :, 0] + cb)[..., None]
-        # spatial branch: z = (x - mean) * a + d, computed in place in its half of `gate`
-        z = torch.sub(X[:, :, 1], mean[:, :, 1, :, None], out=gate[:, :, 1])
-        rstd = torch.linalg.vector_norm(z, dim=-1).square_().div_(n).add_(eps).rsqrt_()   # (B, G, K)
-        a = sw * gw * rstd
-        torch.addcmul((sw * gb + sb)[..., None], z, a[..., None], out=z).sigmoid_()
+
+def backend_name(x: Tensor) -> str:
+    """The backend that runs the passes for x: the forced one (see :func:`use_backend`), else c
+    for float32/float64 on the CPU, triton on CUDA, and eager for the rest (and empty maps)."""
+    if _forced is not None:
+        if not _runs(_forced, x) or (_forced != "eager" and x.numel() == 0):
+            raise ValueError(f"backend {_forced!r} cannot run a {x.dtype} tensor of shape {tuple(x.shape)} "
+                             f"on {x.device} (c: float32/float64 on the CPU with a C compiler; triton: "
+                             f"float32/bfloat16/float16 on CUDA)")
+        return _forced
+    if x.numel() == 0:
+        return "eager"
+    if _runs("c", x):
+        return "c"
+    return "triton" if x.device.type == "cuda" and _runs("triton", x) else "eager"
+
+
+def _backend(x: Tensor):
+    name = backend_name(x)
+    if name == "triton":
+        from . import fused_triton                  # imports triton: only where it runs
+        return fused_triton
+    return fused_cpu if name == "c" else fused_eager
+
+
+def _dense(x: Tensor) -> Tensor:
+    """x if it is NCHW- or channels_last-contiguous, else an NCHW copy."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    return x.contiguous()
+
+
+def _layout(x: Tensor) -> torch.memory_format:
+    return torch.contiguous_format if x.is_contiguous() else torch.channels_last
+
+
+def channel_vectors(params, groups: int, dtype: torch.dtype) -> Tensor:
+    """(3, C): the A, P, Q vectors of the module docstring, from the six parameters
+    (cweight, cbias, sweight, sbias (1, K, 1, 1); gn.weight, gn.bias (K,)), in channel order
+    ``(g, i, k)``."""
+    cw, cb, sw, sb, gw, gb = (p.reshape(-1).to(dtype) for p in params)
+    zero = torch.zeros_like(cw)
+    apq = torch.stack([torch.stack([zero, cw, cb]), torch.stack([sw * gw, zero, torch.addcmul(sb, sw, gb)])],
+                      dim=1)                                            # (3, 2, K)
+    return apq[:, None].expand(3, groups, *apq.shape[1:]).reshape(3, -1)
+
+
+def coefficients(mean: Tensor, rstd: Tensor, apq: Tensor) -> tuple[Tensor, Tensor]:
+    """alpha = A r, beta = P m + Q - alpha m: (B, C) each, from mean, rstd (B, C) and apq (3, C)."""
+    a, p, q = apq
+    alpha = a * rstd
+    return alpha, torch.addcmul(q, mean, p - alpha)
+
+
+@torch.library.custom_op("sa_torch::shuffle_attention", mutates_args=())
+def shuffle_attention_op(x: Tensor, cweight: Tensor, cbias: Tensor, sweight: Tensor, sbias: Tensor,
+                         gn_weight: Tensor, gn_bias: Tensor, groups: int, eps: float
+                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Passes 1-2: out (B, C, H, W) in x's dtype and layout; mean, rstd (B, C); and what the
+    backend saves for the backward (the gate (B, C, H, W), or an empty tensor)."""
+    x = _dense(x)
+    backend = _backend(x)
+    with torch.autocast(x.device.type, enabled=False):
+        mean, var = backend.stats(x)
+        rstd = torch.rsqrt(var + eps)
+        apq = channel_vectors((cweight, cbias, sweight, sbias, gn_weight, gn_bias), groups, mean.dtype)
+        alpha, beta = coefficients(mean, rstd, apq)
         out = torch.empty_like(x)
-        torch.mul(x.view(b, 2, c // 2, n), gate.view(b, 2, c // 2, n), out=_shuffled(out, b, c, n))
-        ctx.save_for_backward(x, gate, mean, rstd, a, cw, sw, gw, gb)
-        ctx.groups = groups
-        return out
+        saved = backend.gate(x, alpha, beta, out)
+    return out, mean, rstd, saved
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out):
-        x, gate, mean, rstd, a, cw, sw, gw, gb = ctx.saved_tensors
-        b, c, h, w = x.shape
-        k, n = c // (2 * ctx.groups), h * w
-        X = x.view(b, ctx.groups, 2, k, n)
-        dx = torch.empty_like(X)                                         # starts as gy * gate
-        torch.mul(_shuffled(grad_out.contiguous(), b, c, n), gate.view(b, 2, c // 2, n),
-                  out=dx.view(b, 2, c // 2, n))
-        gz = dx * X
-        gz.addcmul_(gz, gate, value=-1)                                  # gy * x * gate * (1 - gate)
-        sz = gz.sum(dim=-1)                                              # (B, G, 2, K)
-        sz0, sz1, m0, m1 = sz[:, :, 0], sz[:, :, 1], mean[:, :, 0], mean[:, :, 1]
-        dx[:, :, 1].addcmul_(gz[:, :, 1], a[..., None])
-        szx1 = gz[:, :, 1].mul_(X[:, :, 1]).sum(dim=-1)                  # (the last use of gz)
-        centred = szx1 - m1 * sz1                                        # sum(gz * (x - mean))
-        nsum = (rstd * centred).sum(dim=(0, 1))                          # sum(gz * GroupNorm(x))
-        sz1_total = sz1.sum(dim=(0, 1))
-        amp = sw * gw
-        beta = -amp * rstd ** 3 * centred / n
-        alpha = torch.stack([cw * sz0 / n, -amp * rstd * sz1 / n - beta * m1], dim=2)
-        dx[:, :, 1].addcmul_(X[:, :, 1], beta[..., None])
-        dx.add_(alpha[..., None])
-        d_cweight, d_cbias = (sz0 * m0).sum(dim=(0, 1)), sz0.sum(dim=(0, 1))
-        d_sweight, d_sbias = gw * nsum + gb * sz1_total, sz1_total
-        per_channel = [g.view(1, k, 1, 1) for g in (d_cweight, d_cbias, d_sweight, d_sbias)]
-        return (dx.view(b, c, h, w), *per_channel, sw * nsum, sw * sz1_total, None, None)
+
+@shuffle_attention_op.register_fake
+def _(x, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups, eps):
+    x, dtype = _dense(x), compute_dtype(x.dtype)
+    stat = x.new_empty(x.shape[:2], dtype=dtype)
+    saved = torch.empty_like(x, dtype=dtype) if _backend(x).STORES_GATE else x.new_empty(0, dtype=dtype)
+    return torch.empty_like(x), stat, torch.empty_like(stat), saved
+
+
+@torch.library.custom_op("sa_torch::shuffle_attention_backward", mutates_args=())
+def shuffle_attention_backward_op(grad_out: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, saved: Tensor,
+                                  cweight: Tensor, cbias: Tensor, sweight: Tensor, sbias: Tensor,
+                                  gn_weight: Tensor, gn_bias: Tensor, groups: int) -> list[Tensor]:
+    """Passes 3-4: [dx, d cweight, d cbias, d sweight, d sbias, d gn.weight, d gn.bias]."""
+    x = _dense(x)
+    gy = grad_out.contiguous(memory_format=_layout(x))
+    backend = _backend(x)
+    params = (cweight, cbias, sweight, sbias, gn_weight, gn_bias)
+    with torch.autocast(x.device.type, enabled=False):
+        apq = channel_vectors(params, groups, mean.dtype)
+        alpha, beta = coefficients(mean, rstd, apq)
+        sz, szx = backend.gate_sums(gy, x, alpha, beta, saved)
+        n = x.shape[2] * x.shape[3]
+        centred = torch.addcmul(szx, mean, sz, value=-1)               # sum(gz (x - m))
+        u = alpha * rstd * rstd * centred / -n
+        w = torch.addcmul(sz * (apq[1] - alpha) / n, u, mean, value=-1)
+        dx = torch.empty_like(x)
+        backend.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
+        k = cweight.numel()
+        d_a, d_p, d_q = torch.stack([rstd * centred, mean * sz, sz]).sum(1).view(3, groups, 2, k).sum(1)
+        sw, gw, gb = (p.reshape(-1).to(mean.dtype) for p in (sweight, gn_weight, gn_bias))
+        grads = (d_p[0], d_q[0], torch.addcmul(d_a[1] * gw, d_q[1], gb), d_q[1], d_a[1] * sw, d_q[1] * sw)
+    return [dx] + [g.to(p.dtype, copy=True).view(p.shape) for g, p in zip(grads, params)]   # no aliases
+
+
+@shuffle_attention_backward_op.register_fake
+def _(grad_out, x, mean, rstd, saved, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups):
+    return [torch.empty_like(_dense(x))] + [torch.empty_like(p) for p in
+                                            (cweight, cbias, sweight, sbias, gn_weight, gn_bias)]
+
+
+def _setup_context(ctx, inputs, output):
+    x, *params, groups, _eps = inputs
+    _, mean, rstd, saved = output
+    ctx.save_for_backward(x, mean, rstd, saved, *params)
+    ctx.groups = groups
+    ctx.mark_non_differentiable(mean, rstd, saved)
+    ctx.set_materialize_grads(False)               # no zero tensors for the three of them
+
+
+def _backward(ctx, grad_out, _grad_mean, _grad_rstd, _grad_saved):
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (grad_out, *ctx.saved_tensors)):
+        raise RuntimeError("the fused SA path has a hand-derived first derivative only: for a second "
+                           "derivative (create_graph=True) use SALayer(..., fused=False)")
+    if grad_out is None:
+        return (None,) * 9
+    grads = shuffle_attention_backward_op(grad_out, *ctx.saved_tensors, ctx.groups)
+    return (*grads, None, None)
+
+
+shuffle_attention_op.register_autograd(_backward, setup_context=_setup_context)

@@ -55,13 +55,13 @@ class SALayer(nn.Module):
       ``sweight/sbias``) with 1x1 convolutions ``cconv`` and ``sconv`` over the K
       channels of a half-group, so channels inside a group can talk to each other.
 
-    ``fused=True`` changes how, not what: on CPU tensors, :meth:`forward` then runs
-    :func:`sa_torch.fused.shuffle_attention`, the same maths in one autograd function with
-    a hand-derived backward and far fewer passes over memory (the models train with it).
-    It falls back to the op-by-op path wherever that function does not apply (CUDA,
-    autocast, ``torch.compile``, the ablation options). The default, ``fused=False``, is
-    the official layer through autograd: the reference every other implementation in this
-    course is checked against.
+    ``fused=True`` changes how, not what: :meth:`forward` then runs
+    :func:`sa_torch.fused.shuffle_attention`, the same maths as one operator with a
+    hand-derived backward and four passes over memory, on any device, dtype and layout
+    (NCHW or channels_last), under autocast and ``torch.compile`` (the models train with
+    it). The ablation options run op by op. The default, ``fused=False``, is the official
+    layer through autograd: the reference every other implementation in this course is
+    checked against.
     """
 
     def __init__(self, channels: int, groups: int = 64, *, shuffle: bool = True,
@@ -105,7 +105,7 @@ class SALayer(nn.Module):
 
         Shapes: x0, x1, n, spatial_gate, y0, y1 (B*G, K, H, W); s, channel_gate
         (B*G, K, 1, 1); y, out (B, C, H, W). :meth:`forward` returns ``out`` (or, with
-        ``fused=True`` on a CPU, the same values computed by :mod:`sa_torch.fused`).
+        ``fused=True``, the same values computed by :mod:`sa_torch.fused`).
         """
         self._check_input(x)
         b, c, h, w = x.shape
@@ -124,8 +124,7 @@ class SALayer(nn.Module):
         return dict(zip(FORWARD_NAMES, (x0, x1, s, channel_gate, y0, n, spatial_gate, y1, y, out)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.fused:
+        if self.fused and fused_applies(self):
             self._check_input(x)
-            if fused_applies(self, x):
-                return shuffle_attention(self, x)
+            return shuffle_attention(self, x)
         return self.intermediates(x)["out"]

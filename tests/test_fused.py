@@ -1,20 +1,23 @@
-"""sa_torch.fused: the hand-derived CPU function against autograd through the official ops.
+"""sa_torch.fused: the fast SA path against autograd through the official ops.
 
-Random parameters only, float64 for exactness, float32 to show the two agree as closely as
-float32 allows (including inputs whose mean is far from zero, where a one-pass variance
-would lose every digit).
+Every CPU backend (c: the C kernels, eager: torch ops) in float64 to 1e-10, output and all
+seven gradients, on NCHW, channels_last and non-contiguous inputs, with random parameters
+(never the official zero init, which cuts the gradient paths through pooling and GroupNorm).
+The Triton kernels are checked in tests/test_triton_sa.py, torch.compile in
+tests/test_fused_compile.py, the C kernels' own details in tests/test_fused_cpu.py.
 """
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sa_torch import SALayer, build_model
+from sa_torch import SALayer
+from sa_torch import fused
 from sa_torch import layer as layer_module
-from sa_torch.fused import _ShuffleAttention, fused_applies
-from sa_torch.train import TrainConfig, make_optimizer
 
 NAMES = ("x", "cweight", "cbias", "sweight", "sbias", "gn.weight", "gn.bias")
+CPU_BACKENDS = ("c", "eager")
+LAYOUTS = ("nchw", "channels_last", "strided")
 
 
 def random_pair(channels, groups, dtype=torch.float64, seed=0):
@@ -24,9 +27,18 @@ def random_pair(channels, groups, dtype=torch.float64, seed=0):
     with torch.no_grad():
         for p in reference.parameters():
             p.normal_()
-    fused = SALayer(channels, groups, fused=True).to(dtype)
-    fused.load_state_dict(reference.state_dict())
-    return reference, fused
+    fast = SALayer(channels, groups, fused=True).to(dtype)
+    fast.load_state_dict(reference.state_dict())
+    return reference, fast
+
+
+def in_layout(x, layout):
+    """x as NCHW, channels_last, or a non-contiguous view (H and W swapped in memory)."""
+    if layout == "channels_last":
+        return x.to(memory_format=torch.channels_last)
+    if layout == "strided":
+        return x.transpose(2, 3).contiguous().transpose(2, 3)
+    return x
 
 
 def output_and_grads(layer, x, dout):
@@ -36,59 +48,138 @@ def output_and_grads(layer, x, dout):
     return out.detach(), dict(zip(NAMES, grads))
 
 
-@st.composite
-def layer_shapes(draw):
-    """((B, C, H, W), G): G = 1, odd G, G = C/2 (K = 1), H = W = 1, H != W, B = 1."""
-    groups = draw(st.sampled_from([1, 2, 3, 4, 8]))
-    k = draw(st.integers(1, 4))
-    b = draw(st.integers(1, 3))
-    h, w = draw(st.integers(1, 6)), draw(st.integers(1 if b * groups > 1 else 2, 6))
-    return (b, 2 * groups * k, h, w), groups
-
-
-@settings(max_examples=25, deadline=None, derandomize=True)
-@given(layer_shapes(), st.integers(0, 2**16))
-def test_fused_matches_autograd_through_the_official_ops(case, seed):
-    shape, groups = case
-    reference, fused = random_pair(shape[1], groups, seed=seed)
-    x, dout = torch.randn(shape, dtype=torch.float64), torch.randn(shape, dtype=torch.float64)
+def assert_matches_official(shape, groups, backend, layout, seed=0):
+    reference, fast = random_pair(shape[1], groups, seed=seed)
+    g = torch.Generator().manual_seed(seed)
+    x = 2 * torch.randn(shape, dtype=torch.float64, generator=g) + 1
+    dout = torch.randn(shape, dtype=torch.float64, generator=g)
     want, want_grads = output_and_grads(reference, x, dout)
-    got, got_grads = output_and_grads(fused, x, dout)
-    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    with fused.use_backend(backend):
+        got, got_grads = output_and_grads(fast, in_layout(x, layout), in_layout(dout, layout))
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12, msg=lambda m: f"output: {m}")
     for name in NAMES:
         torch.testing.assert_close(got_grads[name], want_grads[name], rtol=1e-10, atol=1e-10,
                                    msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
-def test_fused_function_passes_gradcheck():
+@st.composite
+def layer_shapes(draw):
+    """((B, C, H, W), G): G = 1, odd G, G = C/2 (K = 1), H = W = 1, H != W, B = 1."""
+    groups = draw(st.sampled_from([1, 2, 3, 5, 8]))
+    k, b = draw(st.integers(1, 4)), draw(st.integers(1, 3))
+    h, w = draw(st.integers(1, 6)), draw(st.integers(1 if b * groups > 1 else 2, 6))   # see the refusal test
+    return (b, 2 * groups * k, h, w), groups
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(case=layer_shapes(), layout=st.sampled_from(LAYOUTS), seed=st.integers(0, 2**16))
+def test_fast_path_matches_autograd_through_the_official_ops(backend, case, layout, seed):
+    assert_matches_official(*case, backend, layout, seed)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("shape, groups", [((2, 30, 5, 7), 3),     # every axis a different size, odd G
+                                           ((1, 8, 1, 1), 4),      # B = 1, H = W = 1, K = 1
+                                           ((3, 12, 9, 4), 6)])    # K = 1, H != W
+def test_fast_path_matches_the_official_layer_on_the_edge_shapes(backend, layout, shape, groups):
+    assert_matches_official(shape, groups, backend, layout)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_fast_path_passes_gradcheck(backend, layout):
     """Against finite differences, independently of the official layer."""
     torch.manual_seed(1)
     k, groups = 3, 2
-    x = torch.randn(2, 2 * groups * k, 3, 4, dtype=torch.float64, requires_grad=True)
+    x = in_layout(torch.randn(2, 2 * groups * k, 3, 4, dtype=torch.float64), layout).requires_grad_(True)
     params = [torch.randn(1, k, 1, 1, dtype=torch.float64, requires_grad=True) for _ in range(4)]
     params += [torch.randn(k, dtype=torch.float64, requires_grad=True) for _ in range(2)]
-    assert torch.autograd.gradcheck(lambda *t: _ShuffleAttention.apply(*t, groups, 1e-5), (x, *params))
+
+    def forward(*tensors):
+        return torch.ops.sa_torch.shuffle_attention(*tensors, groups, 1e-5)[0]
+    with fused.use_backend(backend):
+        assert torch.autograd.gradcheck(forward, (x, *params))
 
 
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
 @pytest.mark.parametrize("offset", [0.0, 1000.0])
-def test_float32_fused_is_as_accurate_as_the_official_layer(offset):
-    """Both float32 paths against the float64 truth: the fused error stays within a small
+def test_float32_fast_path_is_as_accurate_as_the_official_layer(backend, layout, offset):
+    """Both float32 paths against the float64 truth: the fast path's error stays within a small
     factor of the official one, also when every channel's mean is 1000 standard deviations
-    from zero (the variance is computed from centred values, not as E[x^2] - mean^2)."""
+    from zero (the variance comes from shifted sums, not as E[x^2] - mean^2)."""
     reference64, _ = random_pair(32, 4)
-    reference32, fused32 = random_pair(32, 4, dtype=torch.float32)
+    reference32, fast32 = random_pair(32, 4, dtype=torch.float32)
     x = torch.randn(4, 32, 8, 8, dtype=torch.float64) + offset
     dout = torch.randn(4, 32, 8, 8, dtype=torch.float64)
     truth, truth_grads = output_and_grads(reference64, x, dout)
 
     def errors(layer):
-        out, grads = output_and_grads(layer, x.float(), dout.float())
+        out, grads = output_and_grads(layer, in_layout(x.float(), layout), in_layout(dout.float(), layout))
         dx_scale = truth_grads["x"].abs().max()
         return ((out.double() - truth).abs().max().item(),
                 ((grads["x"].double() - truth_grads["x"]).abs().max() / dx_scale).item())
-    (out_err, dx_err), (official_out_err, official_dx_err) = errors(fused32), errors(reference32)
+    with fused.use_backend(backend):
+        out_err, dx_err = errors(fast32)
+    official_out_err, official_dx_err = errors(reference32)
     assert out_err <= 4 * official_out_err + 1e-6, f"output error {out_err:.2e} vs official {official_out_err:.2e}"
     assert dx_err <= 4 * official_dx_err + 1e-5, f"dx error {dx_err:.2e} vs official {official_dx_err:.2e}"
+
+
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_bfloat16_layer_is_within_bfloat16_rounding_of_the_float64_truth(layout):
+    """A bfloat16 layer (eager backend on the CPU): statistics in float32, output in bfloat16,
+    within a few bfloat16 steps (2^-8 relative) of float64 on the same rounded input."""
+    reference, fast = random_pair(16, 4)
+    fast = fast.to(torch.bfloat16)
+    reference.load_state_dict({k: v.double() for k, v in fast.state_dict().items()})
+    x = torch.randn(3, 16, 6, 5).to(torch.bfloat16)
+    out = fast(in_layout(x, layout))
+    assert out.dtype == torch.bfloat16 and fused.backend_name(x) == "eager"
+    truth = reference(x.double())
+    torch.testing.assert_close(out.double(), truth, rtol=2 ** -6, atol=2 ** -6 * truth.abs().max().item())
+
+
+def test_autocast_bfloat16_on_the_cpu_keeps_the_autocast_dtype_and_float32_parameters():
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 16, 3, padding=1).double()
+    reference, fast = random_pair(16, 4, dtype=torch.float32)
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = conv.float()(x.float())
+        out = fast(h)
+    assert h.dtype == torch.bfloat16 and out.dtype == torch.bfloat16
+    out.float().square().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in fast.parameters())
+    truth = reference.double()(h.double())
+    torch.testing.assert_close(out.double(), truth, rtol=2 ** -6, atol=2 ** -6 * truth.abs().max().item())
+
+
+@pytest.mark.parametrize("layout, channels_last_out", [("nchw", False), ("channels_last", True), ("strided", False)])
+def test_output_keeps_the_input_memory_format(layout, channels_last_out):
+    _, fast = random_pair(16, 4, dtype=torch.float32)
+    out = fast(in_layout(torch.randn(2, 16, 5, 6), layout))
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last_out else torch.contiguous_format)
+
+
+def test_backends_are_chosen_by_device_and_dtype():
+    assert fused.backend_name(torch.zeros(1, 4, 2, 2)) == "c"
+    assert fused.backend_name(torch.zeros(1, 4, 2, 2, dtype=torch.float64)) == "c"
+    assert fused.backend_name(torch.zeros(1, 4, 2, 2, dtype=torch.bfloat16)) == "eager"
+    assert fused.backend_name(torch.zeros(0, 4, 2, 2)) == "eager"
+    with fused.use_backend("eager"):
+        assert fused.backend_name(torch.zeros(1, 4, 2, 2)) == "eager"
+
+
+def test_a_backend_that_cannot_run_the_tensor_says_which_runs_what():
+    _, fast = random_pair(16, 4, dtype=torch.bfloat16)
+    with fused.use_backend("c"), pytest.raises(ValueError, match=r"backend 'c' cannot run a torch.bfloat16.*"
+                                                               r"c: float32/float64 on the CPU"):
+        fast(torch.randn(2, 16, 4, 4, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match=r"backend='cuda' is not one of \('c', 'triton', 'eager'\)"):
+        fused.use_backend("cuda").__enter__()
 
 
 def count_fused_calls(monkeypatch):
@@ -102,13 +193,15 @@ def count_fused_calls(monkeypatch):
     return calls
 
 
-def test_fused_layer_runs_the_fused_function_on_cpu_float_tensors(monkeypatch):
+def test_fused_layer_runs_the_fast_path_and_the_default_layer_does_not(monkeypatch):
     calls = count_fused_calls(monkeypatch)
-    _, fused = random_pair(16, 4, dtype=torch.float32)
-    fused(torch.randn(2, 16, 4, 4))
-    assert calls == [(2, 16, 4, 4)]
+    _, fast = random_pair(16, 4, dtype=torch.float32)
+    fast(torch.randn(2, 16, 4, 4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        fast(torch.randn(2, 16, 4, 4))
+    assert calls == [(2, 16, 4, 4)] * 2
     SALayer(16, 4)(torch.randn(2, 16, 4, 4))                      # fused=False: never
-    assert len(calls) == 1
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("options", [dict(shuffle=False), dict(groupnorm=False), dict(conv_affine=True)])
@@ -120,61 +213,31 @@ def test_ablations_with_fused_true_take_the_op_by_op_path(monkeypatch, options):
     plain.load_state_dict(layer.state_dict())
     x = torch.randn(2, 16, 5, 5, dtype=torch.float64)
     torch.testing.assert_close(layer(x), plain(x), rtol=0, atol=0)
-    assert not fused_applies(layer, x) and calls == []
+    assert not fused.fused_applies(layer) and calls == []
 
 
-def test_half_precision_and_autocast_take_the_op_by_op_path(monkeypatch):
-    calls = count_fused_calls(monkeypatch)
-    _, fused = random_pair(16, 4, dtype=torch.float32)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        fused(torch.randn(2, 16, 4, 4))
-    fused.to(torch.bfloat16)(torch.randn(2, 16, 4, 4, dtype=torch.bfloat16))
-    assert calls == []
-
-
-def test_fused_accepts_channels_last_and_non_contiguous_input():
-    reference, fused = random_pair(16, 4)
-    x = torch.randn(2, 16, 6, 6, dtype=torch.float64)
-    for variant in (x.to(memory_format=torch.channels_last), x.transpose(2, 3).contiguous().transpose(2, 3)):
-        torch.testing.assert_close(fused(variant), reference(x), rtol=1e-12, atol=1e-12)
-
-
-def test_fused_forward_without_grad_and_double_backward_says_why_it_cannot():
-    _, fused = random_pair(16, 4)
+def test_forward_without_grad_works_and_a_second_derivative_says_why_it_cannot():
+    _, fast = random_pair(16, 4)
     x = torch.randn(2, 16, 4, 4, dtype=torch.float64, requires_grad=True)
     with torch.no_grad():
-        assert fused(x).shape == (2, 16, 4, 4)
-    (dx,) = torch.autograd.grad(fused(x).square().sum(), x, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable"):
-        dx.sum().backward()
+        assert fast(x).shape == (2, 16, 4, 4)
+    with pytest.raises(RuntimeError, match=r"first derivative only.*fused=False"):
+        torch.autograd.grad(fast(x).square().sum(), x, create_graph=True)
+
+
+def test_one_value_per_channel_with_one_group_and_sample_is_refused_like_the_official_layer():
+    reference, fast = random_pair(2, 1)
+    x = torch.randn(1, 2, 1, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        reference(x)
+    with pytest.raises(ValueError, match=r"B\*G=1 and H\*W=1 .*GroupNorm needs B\*G\*H\*W > 1"):
+        fast(x)
 
 
 @pytest.mark.parametrize("shape, message", [((2, 8, 4, 4), "channels=16"), ((16, 4, 4), "4-D")])
 def test_fused_layer_checks_its_input_like_the_official_one(shape, message):
     with pytest.raises(ValueError, match=message):
         SALayer(16, 4, fused=True)(torch.randn(shape))
-
-
-def test_models_train_fused_with_unchanged_state_dicts_and_identical_steps():
-    """A CIFAR SA-ResNet-20 uses the fused layer; one SGD step in float64 moves every
-    parameter exactly as the op-by-op model does."""
-    torch.manual_seed(0)
-    fused = build_model("resnet20", "sa", 4).double()
-    plain = build_model("resnet20", "sa", 4, sa_fused=False).double()
-    assert all(m.fused for m in fused.modules() if isinstance(m, SALayer))
-    assert not any(m.fused for m in plain.modules() if isinstance(m, SALayer))
-    assert list(fused.state_dict()) == list(plain.state_dict())
-    with torch.no_grad():
-        for p in fused.parameters():                           # random SA parameters, not the zero init
-            p.add_(0.1 * torch.randn_like(p))
-    plain.load_state_dict(fused.state_dict())
-    x, y = torch.randn(8, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (8,))
-    for model in (fused, plain):
-        opt = make_optimizer(model, TrainConfig(attention="sa"))
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-    for (name, a), b in zip(fused.state_dict().items(), plain.state_dict().values()):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
 
 
 @pytest.mark.parametrize("flag", ["shuffle", "groupnorm", "conv_affine", "fused"])

@@ -1,0 +1,132 @@
+"""The Triton kernels of sa_torch.fused_triton, run on the CPU by Triton's interpreter.
+
+``TRITON_INTERPRET=1`` must be set before triton is imported (triton's own jit functions,
+``tl.zeros`` and the like, are decorated then). So this module sets it first thing; when
+some earlier test of the session has already imported triton, the tests here are skipped
+and ``test_the_kernels_in_a_fresh_interpreted_process`` runs this file in a new process.
+The first test checks that the kernels really are interpreted. Shapes are small: the
+interpreter runs every program of the grid in NumPy. Each pass is checked against the
+torch-ops version (sa_torch.fused_eager) in float64 on the same input, and the whole
+operator against the official layer.
+"""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+FRESH = "triton" not in sys.modules
+_previous = os.environ.get("TRITON_INTERPRET")
+if FRESH:
+    os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton")
+
+from sa_torch import SALayer, fused, fused_eager  # noqa: E402
+
+in_this_process = pytest.mark.skipif(not FRESH, reason="triton was imported before TRITON_INTERPRET "
+                                     "was set; see test_the_kernels_in_a_fresh_interpreted_process")
+# (B, C, H, W): C not a multiple of the channel tile; H*W = 1; H*W = 1100 > one position tile
+SHAPES = [(2, 12, 3, 5), (1, 6, 1, 1), (1, 4, 20, 55)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_environment():
+    """Later tests of the session see TRITON_INTERPRET as it was (the kernels stay interpreted)."""
+    yield
+    if _previous is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = _previous
+
+
+@pytest.fixture(scope="module")
+def kernels():
+    from sa_torch import fused_triton
+    return fused_triton
+
+
+@pytest.mark.skipif(FRESH, reason="the tests ran in this process")
+def test_the_kernels_in_a_fresh_interpreted_process():
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    run = subprocess.run([sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider"],
+                         env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    summary = run.stdout.strip().splitlines()[-1]                     # e.g. "15 passed, 1 skipped in 8s"
+    assert " passed" in summary and "1 skipped" in summary, run.stdout[-2000:]   # only this wrapper skipped
+
+
+@in_this_process
+def test_the_kernels_run_in_the_interpreter(kernels):
+    from triton.runtime.interpreter import InterpretedFunction
+    for name in ("_stats_kernel", "_gate_kernel", "_sums_kernel", "_dx_kernel"):
+        assert isinstance(getattr(kernels, name), InterpretedFunction), name
+
+
+def make_case(shape, dtype, channels_last, seed=0):
+    """x (dtype), gy, and float32 coefficients, every other alpha exactly 0 (a channel gate)."""
+    g = torch.Generator().manual_seed(seed)
+    b, c = shape[:2]
+    x = (2 * torch.randn(shape, generator=g) + 1).to(dtype)
+    gy = torch.randn(shape, generator=g).to(dtype)
+    if channels_last:
+        x, gy = x.to(memory_format=torch.channels_last), gy.to(memory_format=torch.channels_last)
+    alpha, beta, u, w = (torch.randn(b, c, generator=g) for _ in range(4))
+    alpha[:, ::2] = 0
+    return x, gy, alpha, beta, u, w
+
+
+def run_passes(backend, x, gy, alpha, beta, u, w):
+    mean, var = backend.stats(x)
+    out = torch.empty_like(x)
+    saved = backend.gate(x, alpha, beta, out)
+    sz, szx = backend.gate_sums(gy, x, alpha, beta, saved)
+    dx = torch.empty_like(x)
+    backend.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
+    return {"mean": mean, "var": var, "out": out, "sz": sz, "szx": szx, "dx": dx}
+
+
+@in_this_process
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_each_pass_matches_the_float64_reference(kernels, shape, channels_last, dtype):
+    x, gy, alpha, beta, u, w = make_case(shape, dtype, channels_last)
+    got = run_passes(kernels, x, gy, alpha, beta, u, w)
+    want = run_passes(fused_eager, x.double(), gy.double(), alpha.double(), beta.double(), u.double(), w.double())
+    assert got["out"].dtype == got["dx"].dtype == dtype and got["mean"].dtype == got["sz"].dtype == torch.float32
+    assert got["out"].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    stored = 2 ** -7 if dtype == torch.bfloat16 else 1e-5          # out and dx are stored in dtype
+    for name, tol in [("mean", 1e-5), ("var", 1e-5), ("sz", 1e-5), ("szx", 1e-5), ("out", stored), ("dx", stored)]:
+        scale = want[name].abs().max().item()
+        torch.testing.assert_close(got[name].double(), want[name], rtol=tol, atol=tol * scale,
+                                   msg=lambda m, name=name: f"{name}: {m}")
+
+
+@in_this_process
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_operator_on_triton_matches_the_official_layer_forward_and_backward(kernels, channels_last):
+    """float32 through the Triton backend against float64 autograd through the official ops:
+    output and all seven gradients, to float32 accuracy."""
+    torch.manual_seed(0)
+    reference = SALayer(12, 3).double()
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.normal_()
+    fast = SALayer(12, 3, fused=True)
+    fast.load_state_dict({k: v.float() for k, v in reference.state_dict().items()})
+    x, dout = torch.randn(2, 12, 5, 3, dtype=torch.float64), torch.randn(2, 12, 5, 3, dtype=torch.float64)
+
+    def run(layer, x, dout):
+        x = x.detach().requires_grad_(True)
+        out = layer(x)
+        return [out, *torch.autograd.grad(out, [x, *layer.parameters()], dout)]
+    want = run(reference, x, dout)
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    with fused.use_backend("triton"):
+        got = run(fast, x.float().to(memory_format=memory_format), dout.float().to(memory_format=memory_format))
+    names = ("out", "x", "cweight", "cbias", "sweight", "sbias", "gn.weight", "gn.bias")
+    for name, a, b in zip(names, got, want):
+        scale = b.abs().max().item()
+        torch.testing.assert_close(a.double(), b, rtol=1e-4, atol=1e-5 * scale, msg=lambda m, name=name: f"{name}: {m}")
+
