@@ -1,0 +1,111 @@
+"""Lessons 06 and 07 pass nbval on other machines, not only on the one that stored their outputs.
+
+The ordinary nbval run (the same `pytest` command) checks the lessons as this machine runs them.
+These tests run them again under nbval, in a subprocess, the way two other machines would:
+
+- with the CPU kernels capped at AVX2 (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`), which
+  changes the rounding of a training run about as much as another CPU does (seeded training on an
+  Intel Xeon gave other digits than on the AMD EPYC the outputs were stored on);
+- and, in the same run, without the CIFAR-10 copy (`SA_CIFAR_DATA` pointing at a missing path,
+  so the lookup beside the project is not tried), as on a learner's fresh clone: the lessons then
+  use their stand-in data, and nbval compares the cells that depend on the data with the outputs
+  stored for the stand-in (see `sa_course.run_notebooks`).
+
+The capped run with the data present checks the data-dependent cells on the real data (skipped where
+the copy is not here). A lesson takes one to two minutes; each runs twice here.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from sa_course import lesson_data, run_notebooks
+from sa_torch.data import default_data_path
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSONS = ["notebooks/06_sa_resnet_cifar.ipynb", "notebooks/07_seeing_attention.ipynb"]
+CAPPED_KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def run_nbval(notebook: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    """``python -m pytest --nbval NOTEBOOK`` (the project's addopts) in a fresh process with ``env``."""
+    return subprocess.run([sys.executable, "-m", "pytest", notebook, "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, env={**os.environ, **env}, capture_output=True, text=True, timeout=1200)
+
+
+def assert_passed(result: subprocess.CompletedProcess, notebook: str, how: str) -> None:
+    tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-60:])
+    assert result.returncode == 0, f"{notebook} fails under nbval {how}:\n{tail}"
+
+
+@pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: Path(p).stem)
+def test_lesson_passes_nbval_with_capped_kernels_and_no_data(notebook, tmp_path):
+    missing = tmp_path / "no-cifar10-here"
+    result = run_nbval(notebook, {**CAPPED_KERNELS, "SA_CIFAR_DATA": str(missing)})
+    assert_passed(result, notebook, "with kernels capped at AVX2 and no CIFAR-10 (stand-in data)")
+
+
+@pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: Path(p).stem)
+def test_lesson_passes_nbval_with_capped_kernels_and_the_data(notebook):
+    if not default_data_path().exists():
+        pytest.skip(f"no CIFAR-10 copy at {default_data_path()}: the data-present run needs it")
+    result = run_nbval(notebook, CAPPED_KERNELS)
+    assert_passed(result, notebook, "with kernels capped at AVX2 and the CIFAR-10 copy")
+
+
+# How the stored outputs for each data source are kept and chosen (quick: no kernel is started).
+
+@pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: Path(p).stem)
+def test_every_data_dependent_cell_stores_what_it_prints_on_the_stand_in(notebook):
+    cells = [c for c in nbformat.read(ROOT / notebook, as_version=4).cells if lesson_data.depends_on_data(c)]
+    assert cells, f"{notebook}: no cell is tagged {lesson_data.DATA_TAG!r}"
+    for cell in cells:
+        stored = cell.metadata.get(lesson_data.METADATA_KEY, {}).get(lesson_data.STAND_IN_FIELD)
+        assert stored, f"{notebook}: a tagged cell has no outputs for the stand-in data:\n{cell.source[:200]}"
+        assert not any(k in out.get("data", {}) for out in stored for k in lesson_data.IMAGE_TYPES), "images stored twice"
+
+
+def test_hidden_data_env_hides_the_copy_beside_the_project(tmp_path, monkeypatch):
+    for key, value in lesson_data.hidden_data_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    assert not default_data_path().exists()
+    assert lesson_data.data_source() == lesson_data.STAND_IN
+
+
+def test_other_data_runs_its_data_dependent_cells_uncompared(tmp_path, monkeypatch):
+    other = tmp_path / "cifar10-other.tar.gz"
+    other.write_bytes(b"not the course's copy")
+    monkeypatch.setenv("SA_CIFAR_DATA", str(other))
+    assert lesson_data.data_source() == lesson_data.OTHER
+    tagged = nbformat.v4.new_code_cell("print(data)", metadata={"tags": [lesson_data.DATA_TAG]})
+    plain = nbformat.v4.new_code_cell("print(1)")
+    assert lesson_data.expected_outputs(tagged, lesson_data.OTHER) is None
+    assert lesson_data.expected_outputs(plain, lesson_data.OTHER) is plain.outputs
+
+
+def test_stand_in_outputs_replace_the_stored_ones_only_on_the_stand_in():
+    stored = [nbformat.v4.new_output("stream", name="stdout", text="data: CIFAR-10\n")]
+    stand_in = [nbformat.v4.new_output("stream", name="stdout", text="data: stand-in\n")]
+    cell = nbformat.v4.new_code_cell("print(data)", outputs=stored, metadata={
+        "tags": [lesson_data.DATA_TAG], lesson_data.METADATA_KEY: {lesson_data.STAND_IN_FIELD: stand_in}})
+    assert lesson_data.expected_outputs(cell, lesson_data.JPEG_COPY) == stored
+    assert lesson_data.expected_outputs(cell, lesson_data.STAND_IN) == stand_in
+    del cell.metadata[lesson_data.METADATA_KEY]
+    missing = lesson_data.expected_outputs(cell, lesson_data.STAND_IN)
+    assert "run_notebooks" in missing[0].text, "a missing stand-in output must fail with a hint, not pass"
+
+
+def test_run_notebooks_refuses_to_write_canonical_outputs_without_the_copy(tmp_path, monkeypatch):
+    for key, value in lesson_data.hidden_data_env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    lesson = tmp_path / "lesson.ipynb"
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1", metadata={"tags": [lesson_data.DATA_TAG]})])
+    nbformat.write(nb, lesson)
+    before = lesson.read_text()
+    assert run_notebooks.main([str(lesson)]) == 1
+    assert lesson.read_text() == before
