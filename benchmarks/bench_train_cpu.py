@@ -1,21 +1,29 @@
-"""Training throughput of SA-ResNet vs the plain ResNet, measured in one run.
+"""Training throughput of plain, SA, SE and ECA ResNets in both memory layouts, in one run.
 
-    python benchmarks/bench_train_cpu.py                      # CPU, ResNet-20, writes nothing
-    python benchmarks/bench_train_cpu.py --out docs/results/cpu_throughput.md
-    python benchmarks/bench_train_cpu.py --device cuda --compile --channels-last both
+    python benchmarks/bench_train_cpu.py                                  # CPU, prints the tables
+    python benchmarks/bench_train_cpu.py --rounds 15 --out docs/results/cpu_throughput.md
+    python benchmarks/bench_train_cpu.py --device cuda --batch-size 512 --compile   # GPU, bf16
 
-Each measurement is full training steps (augment, forward, loss, backward, SGD step) of
-the real loop (``sa_torch.train.train_step``) on random 32x32 images. The models take
-turns, round after round, so that load from other processes hits both alike; the
-result is each model's median over rounds, and the median (with quartiles) of the
-per-round ratios, each taken between runs only seconds apart. ``sa`` is the models'
-default SA layer (on a CPU, the fused function of :mod:`sa_torch.fused`); ``sa-unfused``
-is the official layer's ops through autograd, to show what the fused function saves. On
-CUDA the steps use bf16 autocast, like the training script.
+Each measurement is full training steps (augment, forward, loss, backward, SGD step) of the
+real loop (``sa_torch.train.train_step``) on random 32x32 images. Every (model, layout) pair
+takes its turn, round after round, so that load from other processes hits all alike. The
+results: each pair's median step time; each model's fastest layout; and SA's throughput
+against plain and against SE, **each model in its own fastest layout**, both as the ratio of
+medians and as the median (with quartiles) of per-round ratios (runs seconds apart).
+
+Variants: ``none``, ``sa`` (the models' default: the fast path of :mod:`sa_torch.fused`, C
+kernels on a CPU, Triton on CUDA), ``se``, ``eca``, ``sa-eager`` (the fast path with its
+passes in torch ops) and ``sa-unfused`` (the official layer op by op through autograd).
+Denormals are flushed on the CPU (``torch.set_flush_denormal(True)``). On CUDA the steps use
+bf16 autocast, like the training script. ``--compile`` compiles every model; the warmup
+column then holds the compile time.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
+import os
 import platform
 import statistics
 import sys
@@ -25,40 +33,110 @@ import numpy as np
 import torch
 from torch import nn
 
+from sa_torch import fused
 from sa_torch.data import DeviceData
 from sa_torch.models import build_model
-from sa_torch.train import TrainConfig, make_optimizer, one_cycle, pick_device, train_step, _sync
+from sa_torch.train import TrainConfig, _sync, make_optimizer, one_cycle, pick_device, train_step
+
+VARIANTS = {"none": ("none", {}), "sa": ("sa", {}), "se": ("se", {}), "eca": ("eca", {}),
+            "sa-eager": ("sa", {}), "sa-unfused": ("sa", {"sa_fused": False})}
+LAYOUTS = {"on": [True], "off": [False], "both": [False, True]}
 
 
-def make_runner(attention: str, device, batch: int, channels_last: bool, compile_: bool, groups: int,
+def make_runner(variant: str, device, batch: int, channels_last: bool, compile_mode, groups: int,
                 model_name: str):
     """A function doing ``steps`` training steps of one model; returns seconds taken."""
     torch.manual_seed(0)
-    options = {"sa_fused": False} if attention == "sa-unfused" else {}
-    attention = "sa" if attention == "sa-unfused" else attention
+    attention, options = VARIANTS[variant]
     model = build_model(model_name, attention, groups, **options).to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    cfg = TrainConfig(attention=attention, groups=groups)
-    opt = make_optimizer(model, cfg)
+    opt = make_optimizer(model, TrainConfig(attention=attention, groups=groups))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, one_cycle(10**9, 1))
-    net = torch.compile(model, mode=compile_) if compile_ else model
+    net = torch.compile(model, mode=compile_mode) if compile_mode else model
     rng = np.random.default_rng(0)
     data = DeviceData(rng.integers(0, 256, (4 * batch, 32, 32, 3), dtype=np.uint8),
                       rng.integers(0, 10, 4 * batch), device, channels_last)
     aug = torch.Generator(device=device).manual_seed(0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     amp = device.type == "cuda"
+    backend = (lambda: fused.use_backend("eager")) if variant == "sa-eager" else contextlib.nullcontext
 
     def run(steps: int) -> float:
-        _sync(device)
-        start = time.perf_counter()
-        for i in range(steps):
-            x, y = data.batch(torch.arange(i % 4 * batch, (i % 4 + 1) * batch, device=device), aug)
-            train_step(net, opt, sched, x, y, loss_fn, amp)
-        _sync(device)
+        with backend():
+            _sync(device)
+            start = time.perf_counter()
+            for i in range(steps):
+                x, y = data.batch(torch.arange(i % 4 * batch, (i % 4 + 1) * batch, device=device), aug)
+                train_step(net, opt, sched, x, y, loss_fn, amp)
+            _sync(device)
         return time.perf_counter() - start
     return run
+
+
+def quartiles(values):
+    return statistics.quantiles(values, n=4)[::2] if len(values) > 1 else values * 2
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def device_info(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()} ({os.cpu_count()} logical cores, torch threads {torch.get_num_threads()})"
+
+
+def measure(args, device):
+    """{(variant, channels_last): [seconds per step, one per round]} and the warmup seconds."""
+    runners, warmup = {}, {}
+    for variant in args.attention:
+        for cl in LAYOUTS[args.channels_last]:
+            run = make_runner(variant, device, args.batch_size, cl, args.compile, args.groups, args.model)
+            start = time.perf_counter()
+            run(args.warmup)
+            runners[(variant, cl)], warmup[(variant, cl)] = run, time.perf_counter() - start
+            print(f"warmed up {variant} channels_last={cl} in {warmup[(variant, cl)]:.1f} s", file=sys.stderr)
+    times = {key: [] for key in runners}
+    for r in range(args.rounds):
+        for key, run in runners.items():
+            times[key].append(run(args.steps) / args.steps)
+        print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
+    return times, warmup
+
+
+def report(args, times, warmup) -> str:
+    batch = args.batch_size
+    lines = ["| model | layout | step (ms) | images/s | warmup (s) |", "|---|---|---:|---:|---:|"]
+    for (variant, cl), ts in times.items():
+        step = statistics.median(ts)
+        lines.append(f"| {variant} | {'channels_last' if cl else 'NCHW'} | {1000 * step:.1f} | "
+                     f"{batch / step:,.0f} | {warmup[(variant, cl)]:.1f} |")
+    best = {}                                      # variant -> its faster layout, by median
+    for variant in args.attention:
+        best[variant] = min((cl for v, cl in times if v == variant), key=lambda cl: statistics.median(times[(variant, cl)]))
+    lines += ["", "Each model in its fastest layout:", "",
+              "| model | fastest layout | images/s | vs none | per-round vs none, median (quartiles) "
+              "| vs se | per-round vs se, median (quartiles) |", "|---|---|---:|---:|---|---:|---|"]
+    for variant, cl in best.items():
+        ts = times[(variant, cl)]
+        cells = [variant, "channels_last" if cl else "NCHW", f"{batch / statistics.median(ts):,.0f}"]
+        for base in ("none", "se"):
+            if base not in best:
+                cells += ["-", "-"]
+                continue
+            base_ts = times[(base, best[base])]
+            per_round = [b / t for b, t in zip(base_ts, ts)]
+            q1, q3 = quartiles(per_round)
+            cells += [f"{statistics.median(base_ts) / statistics.median(ts):.3f}x",
+                      f"{statistics.median(per_round):.3f}x ({q1:.3f}-{q3:.3f})"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -67,56 +145,36 @@ def main(argv=None) -> int:
     p.add_argument("--groups", type=int, default=4)
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=5, help="steps per round")
+    p.add_argument("--steps", type=int, default=4, help="steps per round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (compilation happens here)")
-    p.add_argument("--attention", nargs="+", default=["none", "sa"],
-                   help="none, sa, se, eca, or sa-unfused (SA through autograd op by op, sa_fused=False)")
-    p.add_argument("--channels-last", choices=["on", "off", "both"], default="off")
+    p.add_argument("--attention", nargs="+", default=["none", "sa", "se", "eca"], choices=list(VARIANTS),
+                   metavar="VARIANT", help=f"models to compare, from {', '.join(VARIANTS)}")
+    p.add_argument("--channels-last", choices=list(LAYOUTS), default="both")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile mode (default, reduce-overhead, ...)")
     p.add_argument("--out", default=None, help="write a markdown report here")
     args = p.parse_args(argv)
     device = pick_device(args.device)
-    layouts = {"on": [True], "off": [False], "both": [False, True]}[args.channels_last]
-    runners = {}
-    for attention in args.attention:
-        for cl in layouts:
-            run = make_runner(attention, device, args.batch_size, cl, args.compile, args.groups, args.model)
-            start = time.perf_counter()
-            run(args.warmup)
-            runners[(attention, cl)] = (run, time.perf_counter() - start)
-    times = {key: [] for key in runners}
-    for _ in range(args.rounds):
-        for key, (run, _) in runners.items():
-            times[key].append(run(args.steps) / args.steps)
-    base = {cl: times[(args.attention[0], cl)] for cl in layouts}
-    lines = [f"device: {device_info(device)}; torch {torch.__version__}; threads {torch.get_num_threads()}",
-             f"model {args.model}, groups {args.groups}, batch {args.batch_size}, compile {args.compile}, "
-             f"{args.rounds} rounds x {args.steps} steps, median step time", "",
-             f"| attention | channels_last | step (ms) | images/s | vs {args.attention[0]} "
-             f"| per-round ratio, median (quartiles) | warmup (s) |",
-             "|---|---|---|---|---|---|---|"]
-    for (attention, cl), ts in times.items():
-        step = statistics.median(ts)
-        ratios = [b / t for b, t in zip(base[cl], ts)]          # same round: the same machine load
-        q1, _, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
-        lines.append(f"| {attention} | {cl} | {1000 * step:.2f} | {args.batch_size / step:,.0f} "
-                     f"| {statistics.median(base[cl]) / step:.3f}x | {statistics.median(ratios):.3f}x "
-                     f"({q1:.3f}-{q3:.3f}) | {runners[(attention, cl)][1]:.1f} |")
-    text = "\n".join(lines) + "\n"
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)
+    started = datetime.datetime.now(datetime.timezone.utc)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    times, warmup = measure(args, device)
+    minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
+    header = [f"- command: `python benchmarks/bench_train_cpu.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
+              f"- date: {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min; load average before: "
+              f"{'n/a' if load is None else ' '.join(f'{v:.2f}' for v in load)}",
+              f"- device: {device_info(device)}; torch {torch.__version__}; flush denormals "
+              f"{device.type == 'cpu'}; bf16 autocast {device.type == 'cuda'}",
+              f"- model {args.model}, groups {args.groups}, batch {args.batch_size}, compile {args.compile}; "
+              f"{args.rounds} rounds x {args.steps} steps after {args.warmup} warmup steps; median step time", ""]
+    text = "\n".join(header) + "\n" + report(args, times, warmup)
     print(text)
     if args.out:
-        command = "python benchmarks/bench_train_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:])
         with open(args.out, "w") as f:
-            f.write(f"# Training throughput: SA vs plain\n\nCommand: `{command}`\n\n{text}")
+            f.write(f"# Training throughput: SA vs plain, SE and ECA\n\n{text}")
     return 0
-
-
-def device_info(device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"{device.type} ({platform.processor() or platform.machine()})"
 
 
 if __name__ == "__main__":

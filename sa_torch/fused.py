@@ -71,10 +71,11 @@ def shuffle_attention(layer, x: Tensor) -> Tensor:
     if b * layer.groups * h * w == 1:
         raise ValueError(f"Expected more than 1 value per channel when training, got B*G={b * layer.groups} "
                          f"and H*W={h * w} (x.shape={tuple(x.shape)}): GroupNorm needs B*G*H*W > 1")
-    out, *_ = torch.ops.sa_torch.shuffle_attention(
-        x, layer.cweight, layer.cbias, layer.sweight, layer.sbias, layer.gn.weight, layer.gn.bias,
-        layer.groups, layer.gn.eps)
-    return out
+    args = (x, layer.cweight, layer.cbias, layer.sweight, layer.sbias, layer.gn.weight, layer.gn.bias,
+            layer.groups, layer.gn.eps)
+    if torch.compiler.is_compiling():
+        return torch.ops.sa_torch.shuffle_attention(*args)[0]
+    return _ShuffleAttention.apply(*args)
 
 
 @contextlib.contextmanager
@@ -136,99 +137,115 @@ def _layout(x: Tensor) -> torch.memory_format:
     return torch.contiguous_format if x.is_contiguous() else torch.channels_last
 
 
-def channel_vectors(params, groups: int, dtype: torch.dtype) -> Tensor:
-    """(3, C): the A, P, Q vectors of the module docstring, from the six parameters
-    (cweight, cbias, sweight, sbias (1, K, 1, 1); gn.weight, gn.bias (K,)), in channel order
-    ``(g, i, k)``."""
-    cw, cb, sw, sb, gw, gb = (p.reshape(-1).to(dtype) for p in params)
-    zero = torch.zeros_like(cw)
-    apq = torch.stack([torch.stack([zero, cw, cb]), torch.stack([sw * gw, zero, torch.addcmul(sb, sw, gb)])],
-                      dim=1)                                            # (3, 2, K)
-    return apq[:, None].expand(3, groups, *apq.shape[1:]).reshape(3, -1)
+def _autocast_off(x: Tensor):
+    """The passes pick their own dtypes: autocast off inside them (a no-op where it is off)."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.autocast(x.device.type, enabled=False)
+    return contextlib.nullcontext()
 
 
-def coefficients(mean: Tensor, rstd: Tensor, apq: Tensor) -> tuple[Tensor, Tensor]:
-    """alpha = A r, beta = P m + Q - alpha m: (B, C) each, from mean, rstd (B, C) and apq (3, C)."""
-    a, p, q = apq
-    alpha = a * rstd
-    return alpha, torch.addcmul(q, mean, p - alpha)
+def _flat_params(params, dtype: torch.dtype) -> Tensor:
+    """(6, K): cweight, cbias, sweight, sbias, gn.weight, gn.bias as rows, in ``dtype``."""
+    return torch.cat([p.reshape(-1) for p in params]).to(dtype).view(6, -1)
+
+
+def forward_passes(x: Tensor, params, groups: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Passes 1-2: out (B, C, H, W) in x's dtype and layout; coef (5, B, C) = mean, rstd, alpha,
+    beta and ``P - alpha`` (the derivative of beta by the mean); and what the backend saves for
+    the backward (the gate (B, C, H, W), or an empty tensor)."""
+    x = _dense(x)
+    with _autocast_off(x):
+        out = torch.empty_like(x)
+        coef, saved = _backend(x).forward(x, _flat_params(params, compute_dtype(x.dtype)), groups, eps, out)
+    return out, coef, saved
+
+
+def backward_passes(grad_out: Tensor, x: Tensor, coef: Tensor, saved: Tensor, params, groups: int
+                    ) -> tuple[Tensor, Tensor]:
+    """Passes 3-4: dx (B, C, H, W) and the six parameter gradients as rows of a (6, K) tensor."""
+    x = _dense(x)
+    gy = grad_out.contiguous(memory_format=_layout(x))
+    with _autocast_off(x):
+        dx = torch.empty_like(x)
+        dparams = _backend(x).backward(gy, x, coef, saved, _flat_params(params, coef.dtype), groups, dx)
+    return dx, dparams.to(params[0].dtype)
+
+
+def _refuse_second_derivative(tensors) -> None:
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors):
+        raise RuntimeError("the fused SA path has a hand-derived first derivative only: for a second "
+                           "derivative (create_graph=True) use SALayer(..., fused=False)")
+
+
+def _split(dparams: Tensor, params) -> tuple[Tensor, ...]:
+    return tuple(g.view(p.shape) for g, p in zip(dparams, params))
+
+
+class _ShuffleAttention(torch.autograd.Function):
+    """Eager autograd around the same passes (a custom operator's Python dispatch costs a few
+    hundred microseconds a layer on a CPU; under torch.compile the operator is used instead)."""
+
+    @staticmethod
+    def forward(ctx, x, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups, eps):
+        params = (cweight, cbias, sweight, sbias, gn_weight, gn_bias)
+        out, coef, saved = forward_passes(x, params, groups, eps)
+        ctx.save_for_backward(x, coef, saved, *params)
+        ctx.groups = groups
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        _refuse_second_derivative((grad_out, *ctx.saved_tensors))
+        x, coef, saved, *params = ctx.saved_tensors
+        dx, dparams = backward_passes(grad_out, x, coef, saved, params, ctx.groups)
+        return dx, *_split(dparams, params), None, None
 
 
 @torch.library.custom_op("sa_torch::shuffle_attention", mutates_args=())
 def shuffle_attention_op(x: Tensor, cweight: Tensor, cbias: Tensor, sweight: Tensor, sbias: Tensor,
                          gn_weight: Tensor, gn_bias: Tensor, groups: int, eps: float
-                         ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Passes 1-2: out (B, C, H, W) in x's dtype and layout; mean, rstd (B, C); and what the
-    backend saves for the backward (the gate (B, C, H, W), or an empty tensor)."""
-    x = _dense(x)
-    backend = _backend(x)
-    with torch.autocast(x.device.type, enabled=False):
-        mean, var = backend.stats(x)
-        rstd = torch.rsqrt(var + eps)
-        apq = channel_vectors((cweight, cbias, sweight, sbias, gn_weight, gn_bias), groups, mean.dtype)
-        alpha, beta = coefficients(mean, rstd, apq)
-        out = torch.empty_like(x)
-        saved = backend.gate(x, alpha, beta, out)
-    return out, mean, rstd, saved
+                         ) -> tuple[Tensor, Tensor, Tensor]:
+    """(out, coef, saved) of :func:`forward_passes`, as one operator for torch.compile."""
+    return forward_passes(x, (cweight, cbias, sweight, sbias, gn_weight, gn_bias), groups, eps)
 
 
 @shuffle_attention_op.register_fake
 def _(x, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups, eps):
     x, dtype = _dense(x), compute_dtype(x.dtype)
-    stat = x.new_empty(x.shape[:2], dtype=dtype)
     saved = torch.empty_like(x, dtype=dtype) if _backend(x).STORES_GATE else x.new_empty(0, dtype=dtype)
-    return torch.empty_like(x), stat, torch.empty_like(stat), saved
+    return torch.empty_like(x), x.new_empty((5, *x.shape[:2]), dtype=dtype), saved
 
 
 @torch.library.custom_op("sa_torch::shuffle_attention_backward", mutates_args=())
-def shuffle_attention_backward_op(grad_out: Tensor, x: Tensor, mean: Tensor, rstd: Tensor, saved: Tensor,
-                                  cweight: Tensor, cbias: Tensor, sweight: Tensor, sbias: Tensor,
-                                  gn_weight: Tensor, gn_bias: Tensor, groups: int) -> list[Tensor]:
-    """Passes 3-4: [dx, d cweight, d cbias, d sweight, d sbias, d gn.weight, d gn.bias]."""
-    x = _dense(x)
-    gy = grad_out.contiguous(memory_format=_layout(x))
-    backend = _backend(x)
+def shuffle_attention_backward_op(grad_out: Tensor, x: Tensor, coef: Tensor, saved: Tensor, cweight: Tensor,
+                                  cbias: Tensor, sweight: Tensor, sbias: Tensor, gn_weight: Tensor,
+                                  gn_bias: Tensor, groups: int) -> tuple[Tensor, Tensor]:
+    """(dx, dparams (6, K)) of :func:`backward_passes`, as one operator for torch.compile."""
     params = (cweight, cbias, sweight, sbias, gn_weight, gn_bias)
-    with torch.autocast(x.device.type, enabled=False):
-        apq = channel_vectors(params, groups, mean.dtype)
-        alpha, beta = coefficients(mean, rstd, apq)
-        sz, szx = backend.gate_sums(gy, x, alpha, beta, saved)
-        n = x.shape[2] * x.shape[3]
-        centred = torch.addcmul(szx, mean, sz, value=-1)               # sum(gz (x - m))
-        u = alpha * rstd * rstd * centred / -n
-        w = torch.addcmul(sz * (apq[1] - alpha) / n, u, mean, value=-1)
-        dx = torch.empty_like(x)
-        backend.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
-        k = cweight.numel()
-        d_a, d_p, d_q = torch.stack([rstd * centred, mean * sz, sz]).sum(1).view(3, groups, 2, k).sum(1)
-        sw, gw, gb = (p.reshape(-1).to(mean.dtype) for p in (sweight, gn_weight, gn_bias))
-        grads = (d_p[0], d_q[0], torch.addcmul(d_a[1] * gw, d_q[1], gb), d_q[1], d_a[1] * sw, d_q[1] * sw)
-    return [dx] + [g.to(p.dtype, copy=True).view(p.shape) for g, p in zip(grads, params)]   # no aliases
+    return backward_passes(grad_out, x, coef, saved, params, groups)
 
 
 @shuffle_attention_backward_op.register_fake
-def _(grad_out, x, mean, rstd, saved, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups):
-    return [torch.empty_like(_dense(x))] + [torch.empty_like(p) for p in
-                                            (cweight, cbias, sweight, sbias, gn_weight, gn_bias)]
+def _(grad_out, x, coef, saved, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups):
+    return torch.empty_like(_dense(x)), cweight.new_empty((6, cweight.numel()))
 
 
 def _setup_context(ctx, inputs, output):
     x, *params, groups, _eps = inputs
-    _, mean, rstd, saved = output
-    ctx.save_for_backward(x, mean, rstd, saved, *params)
+    _, coef, saved = output
+    ctx.save_for_backward(x, coef, saved, *params)
     ctx.groups = groups
-    ctx.mark_non_differentiable(mean, rstd, saved)
-    ctx.set_materialize_grads(False)               # no zero tensors for the three of them
+    ctx.mark_non_differentiable(coef, saved)
+    ctx.set_materialize_grads(False)               # no zero tensors for the two of them
 
 
-def _backward(ctx, grad_out, _grad_mean, _grad_rstd, _grad_saved):
-    if torch.is_grad_enabled() and any(t.requires_grad for t in (grad_out, *ctx.saved_tensors)):
-        raise RuntimeError("the fused SA path has a hand-derived first derivative only: for a second "
-                           "derivative (create_graph=True) use SALayer(..., fused=False)")
+def _backward(ctx, grad_out, _grad_coef, _grad_saved):
+    _refuse_second_derivative((grad_out, *ctx.saved_tensors))
     if grad_out is None:
         return (None,) * 9
-    grads = shuffle_attention_backward_op(grad_out, *ctx.saved_tensors, ctx.groups)
-    return (*grads, None, None)
+    x, coef, saved, *params = ctx.saved_tensors
+    dx, dparams = shuffle_attention_backward_op(grad_out, x, coef, saved, *params, ctx.groups)
+    return dx, *_split(dparams, params), None, None
 
 
 shuffle_attention_op.register_autograd(_backward, setup_context=_setup_context)

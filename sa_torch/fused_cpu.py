@@ -1,26 +1,34 @@
-"""The four passes of the fast SA path as C loops for the CPU, compiled once on first use.
+"""The fast SA path as C loops for the CPU: forward and backward, one pass over memory each.
 
-Same contract as :mod:`sa_torch.fused_eager` (read that module first: it is the readable
-version). x is (B, C, H, W) float32 or float64, dense in NCHW or channels_last; N = H*W;
-coefficients are (B, C) tensors of x's dtype. Output channel ``2j + i`` holds y channel
-``i*C/2 + j`` (the shuffle), so the gate pass writes there and the backward reads there.
+:mod:`sa_torch.fused_eager` (read it first: it is the readable version) runs four passes
+over the (B, C, H, W) map: statistics, gate, gradient sums, dx. Here each direction is one
+C function that takes the map in pieces small enough to stay in cache and runs both of its
+passes on a piece before moving on: a channel row of N = H*W values in NCHW (its statistics
+need nothing else), a whole image (N, C) in channels_last. So x is read from memory once
+forward, and gy, x and the gate once backward. The per-channel coefficients between the two
+passes (rstd, alpha, beta; u, w) are the formulas of :mod:`sa_torch.fused`, in C.
 
-- :func:`stats`      x -> mean, var                          (one read of x)
-- :func:`gate`       out[shuffled] = x * sigmoid(alpha x + beta)  (one read, one write)
-- :func:`gate_sums`  Sz = sum(gz), Szx = sum(gz x) per channel (reads gy and x)
-- :func:`gate_dx`    dx = gy g + alpha gz + u x + w           (reads gy and x, writes dx)
+- :func:`forward`:  coef (5, B, C) = mean, rstd, alpha, beta, P - alpha; out[shuffled] =
+  x g with g = sigmoid(alpha x + beta); the gate g is stored for the backward (the sigmoid
+  is the costly part on a CPU) except for channels whose alpha is 0 (a channel gate: one
+  value, recomputed from beta).
+- :func:`backward`: Sz = sum(gz), Szx = sum(gz x) with gz = gy x g (1 - g), gy read at the
+  shuffled channel; then dx = gy g (1 + alpha x (1 - g)) + u x + w; and the six parameter
+  gradients, summed over samples and groups in a fixed order.
 
-with ``gz = gy * x * g * (1 - g)`` recomputed from x (no gate is stored). Sums run in
-blocks of ``real`` added into doubles; the variance uses sums shifted by each channel's
-first value, so a mean far from zero costs no accuracy. float32 uses a polynomial exp
-that the compiler vectorises (Cephes ``expf``, about 2 ulp); float64 uses libm's ``exp``.
+x is float32 or float64, dense in NCHW or channels_last, and so are gy, out and dx; apq and
+coef have x's dtype. Sums run in blocks of ``real`` added into doubles; the variance uses
+sums shifted by each channel's first value, so a mean far from zero costs no accuracy.
+float32 uses a polynomial exp that the compiler vectorises (Cephes ``expf``, about 2 ulp);
+float64 uses libm's ``exp``.
 
 The source below is compiled with the system C compiler (``$CC``, else ``cc``) into
 ``$SA_TORCH_CACHE`` (default ``~/.cache/sa_torch``), keyed by a hash of source, flags and
 CPU, in about a second, and loaded with ctypes. Threads: OpenMP, as many as
-``torch.get_num_threads()``, in torch's own OpenMP runtime (the library asks for
-``libgomp.so.1``, which torch has already loaded). :func:`available` is False where no
-compiler works (or ``SA_TORCH_CPU_KERNELS=0``); :mod:`sa_torch.fused` then uses the torch ops.
+``torch.get_num_threads()`` (fewer for maps under ``GRAIN`` values a thread, as ATen does),
+over rows (NCHW) or images (channels_last), in torch's own OpenMP runtime (the library asks
+for ``libgomp.so.1``, which torch has already loaded). :func:`available` is False where no
+compiler works (or ``SA_TORCH_CPU_KERNELS=0``); :mod:`sa_torch.fused` then uses torch ops.
 """
 from __future__ import annotations
 
@@ -43,8 +51,10 @@ C_SOURCE = r"""
 #ifdef SA_DOUBLE
 typedef double real;
 #define sa_exp exp
+#define SQRT sqrt
 #else
 typedef float real;
+#define SQRT sqrtf
 static inline float sa_exp(float x) {          /* Cephes expf: 2^n e^r, |r| <= ln2/2 */
     x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln2) */
@@ -66,10 +76,56 @@ static inline float sa_exp(float x) {          /* Cephes expf: 2^n e^r, |r| <= l
 static inline real sig(real z) { return (real)1 / ((real)1 + sa_exp(-z)); }
 static inline long shuf(long c, long half) { return c < half ? 2 * c : 2 * (c - half) + 1; }
 
+/* pr is (6, K): cweight, cbias, sweight, sbias, gn.weight, gn.bias; coef is (5, B, C): mean, rstd,
+   alpha, beta, P - alpha, element i = b*C + ch. Channel ch is index j = ch % K of branch (ch / K) % 2:
+   A = 0, P = cweight, Q = cbias (channel gate) or A = sweight gn.w, P = 0, Q = sweight gn.b + sbias. */
+static inline void finish_stats(real shift, double s1, double s2, long n, double eps, const real *pr,
+                                long k, long ch, real *coef, long i, long bc) {
+    long j = ch % k;
+    int spatial = (ch / k) % 2;
+    real A = spatial ? pr[2 * k + j] * pr[4 * k + j] : 0, P = spatial ? 0 : pr[j];
+    real Q = spatial ? pr[2 * k + j] * pr[5 * k + j] + pr[3 * k + j] : pr[k + j];
+    double m = s1 / n, q = s2 / n - m * m;
+    real mean = (real)(shift + m), var = (real)(q > 0 ? q : 0);
+    real rstd = (real)1 / SQRT(var + (real)eps), alpha = A * rstd, pa = P - alpha;
+    coef[i] = mean; coef[bc + i] = rstd; coef[2 * bc + i] = alpha;
+    coef[3 * bc + i] = Q + mean * pa; coef[4 * bc + i] = pa;
+}
+
+/* dparams (6, K), rows as pr, from Sz, Szx (B, C): dL/dA = r (Szx - m Sz), dL/dP = m Sz, dL/dQ = Sz,
+   summed over b and the groups in a fixed order (the result does not depend on the threads) */
+static void parameter_grads(const real *coef, const real *sz, const real *szx, long b, long c, long k,
+                            const real *pr, real *dparams) {
+    double *acc = calloc(6 * k, sizeof(double));     /* dA, dP, dQ for branch 0, then branch 1 */
+    long bc = b * c;
+    for (long i = 0; i < bc; i++) {
+        long ch = i % c, j = ch % k, at = ((ch / k) % 2) * 3 * k + j;
+        double m = coef[i], r = coef[bc + i];
+        acc[at] += r * (szx[i] - m * sz[i]); acc[at + k] += m * sz[i]; acc[at + 2 * k] += sz[i];
+    }
+    for (long j = 0; j < k; j++) {
+        double dp0 = acc[k + j], dq0 = acc[2 * k + j], da1 = acc[3 * k + j], dq1 = acc[5 * k + j];
+        double sw = pr[2 * k + j], gw = pr[4 * k + j], gb = pr[5 * k + j];
+        dparams[j] = (real)dp0; dparams[k + j] = (real)dq0; dparams[2 * k + j] = (real)(da1 * gw + dq1 * gb);
+        dparams[3 * k + j] = (real)dq1; dparams[4 * k + j] = (real)(da1 * sw); dparams[5 * k + j] = (real)(dq1 * sw);
+    }
+    free(acc);
+}
+
+/* u, w of dx = gy g (1 + alpha x (1 - g)) + u x + w, from the sums of element i */
+static inline void finish_grad(double sz, double szx, long n, const real *coef, long i, long bc,
+                               real *u, real *w) {
+    double m = coef[i], r = coef[bc + i], a = coef[2 * bc + i], pa = coef[4 * bc + i];
+    double uu = -a * r * r * (szx - m * sz) / n;
+    *u = (real)uu; *w = (real)(sz * pa / n - uu * m);
+}
+
 /* ---- NCHW: row r = b*C + c holds the N values of one channel ---- */
-void stats_nchw(const real *x, long rows, long n, real *mean, real *var, int threads) {
+void forward_nchw(const real *x, long b, long c, long n, const real *pr, long k, double eps, real *out,
+                  real *gate, real *coef, int threads) {
+    long bc = b * c;
     #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < rows; r++) {
+    for (long r = 0; r < bc; r++) {
         const real *v = x + r * n, s = v[0];
         double s1 = 0, s2 = 0;
         for (long i0 = 0; i0 < n; i0 += BLOCK) {
@@ -79,22 +135,13 @@ void stats_nchw(const real *x, long rows, long n, real *mean, real *var, int thr
             for (long i = i0; i < i1; i++) { real d = v[i] - s; b1 += d; b2 += d * d; }
             s1 += b1; s2 += b2;
         }
-        double m = s1 / n, q = s2 / n - m * m;
-        mean[r] = (real)(s + m);
-        var[r] = (real)(q > 0 ? q : 0);
-    }
-}
-
-void gate_nchw(const real *x, long b, long c, long n, const real *alpha, const real *beta,
-               real *out, real *gate, int threads) {
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < b * c; r++) {
-        const real *v = x + r * n, a = alpha[r], t = beta[r];
+        finish_stats(s, s1, s2, n, eps, pr, k, r % c, coef, r, bc);
+        real a = coef[2 * bc + r], t = coef[3 * bc + r];
         real *o = out + ((r / c) * c + shuf(r % c, c / 2)) * n, *g = gate + r * n;
-        if (a == 0) {                                  /* the channel gate: one value */
+        if (a == 0) {                       /* a channel gate: one value, nothing stored */
             real g0 = sig(t);
             #pragma omp simd
-            for (long i = 0; i < n; i++) { g[i] = g0; o[i] = v[i] * g0; }
+            for (long i = 0; i < n; i++) o[i] = v[i] * g0;
         } else {
             #pragma omp simd
             for (long i = 0; i < n; i++) { g[i] = sig(a * v[i] + t); o[i] = v[i] * g[i]; }
@@ -102,132 +149,150 @@ void gate_nchw(const real *x, long b, long c, long n, const real *alpha, const r
     }
 }
 
-void sums_nchw(const real *gy, const real *x, const real *gate, long b, long c, long n,
-               real *sz, real *szx, int threads) {
+void backward_nchw(const real *gy, const real *x, const real *gate, const real *coef, long b, long c,
+                   long n, const real *pr, long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+    long bc = b * c;
     #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < b * c; r++) {
-        const real *v = x + r * n, *g = gate + r * n;
+    for (long r = 0; r < bc; r++) {
+        const real *v = x + r * n, *g = gate + r * n, a = coef[2 * bc + r];
         const real *d = gy + ((r / c) * c + shuf(r % c, c / 2)) * n;
+        real *o = dx + r * n, u, w, g0 = sig(coef[3 * bc + r]);
         double s1 = 0, s2 = 0;
         for (long i0 = 0; i0 < n; i0 += BLOCK) {
             long i1 = i0 + BLOCK < n ? i0 + BLOCK : n;
             real b1 = 0, b2 = 0;
-            #pragma omp simd reduction(+:b1, b2)
-            for (long i = i0; i < i1; i++) {
-                real gz = d[i] * v[i] * g[i] * (1 - g[i]);
-                b1 += gz; b2 += gz * v[i];
+            if (a == 0) {                   /* gz = gy x g0 (1 - g0): sum gy x, gy x^2 */
+                #pragma omp simd reduction(+:b1, b2)
+                for (long i = i0; i < i1; i++) { real z = d[i] * v[i]; b1 += z; b2 += z * v[i]; }
+            } else {
+                #pragma omp simd reduction(+:b1, b2)
+                for (long i = i0; i < i1; i++) {
+                    real z = d[i] * v[i] * g[i] * (1 - g[i]);
+                    b1 += z; b2 += z * v[i];
+                }
             }
             s1 += b1; s2 += b2;
         }
+        if (a == 0) { s1 *= g0 * (1 - g0); s2 *= g0 * (1 - g0); }
+        finish_grad(s1, s2, n, coef, r, bc, &u, &w);
         sz[r] = (real)s1; szx[r] = (real)s2;
+        if (a == 0) {                       /* u = 0 */
+            #pragma omp simd
+            for (long i = 0; i < n; i++) o[i] = d[i] * g0 + w;
+        } else {
+            #pragma omp simd
+            for (long i = 0; i < n; i++) o[i] = d[i] * g[i] * (1 + a * v[i] * (1 - g[i])) + u * v[i] + w;
+        }
     }
+    parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
 
-void dx_nchw(const real *gy, const real *x, const real *gate, long b, long c, long n,
-             const real *alpha, const real *u, const real *w, real *dx, int threads) {
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < b * c; r++) {
-        const real *v = x + r * n, *g = gate + r * n, a = alpha[r], ur = u[r], wr = w[r];
-        const real *d = gy + ((r / c) * c + shuf(r % c, c / 2)) * n;
-        real *o = dx + r * n;
+/* ---- channels_last: image b is an (N, C) matrix, summed down its columns in blocks of ROWS.
+   One image at a time; the image functions are inlined with C a constant for the usual widths,
+   so that the short loops along a pixel's C values unroll into whole vectors. ---- */
+#define ROWS 64
+#define INLINE static inline __attribute__((always_inline))
+#define BY_WIDTH(call) switch (c) { case 16: call(16); break; case 32: call(32); break; \
+                                    case 64: call(64); break; case 128: call(128); break; default: call(c); }
+
+INLINE void forward_cl_image(const real *v, long n, long c, const real *pr, long kk, double eps, real *o,
+                             real *g, real *coef, long i0, long bc, real *b1, double *s1) {
+    real *b2 = b1 + c;
+    double *s2 = s1 + c;
+    long h = c / 2;
+    memset(s1, 0, 2 * c * sizeof(double));
+    for (long p0 = 0; p0 < n; p0 += ROWS) {
+        long p1 = p0 + ROWS < n ? p0 + ROWS : n;
+        memset(b1, 0, 2 * c * sizeof(real));
+        for (long p = p0; p < p1; p++) {
+            #pragma omp simd
+            for (long k = 0; k < c; k++) { real d = v[p * c + k] - v[k]; b1[k] += d; b2[k] += d * d; }
+        }
+        for (long k = 0; k < c; k++) { s1[k] += b1[k]; s2[k] += b2[k]; }
+    }
+    for (long ch = 0; ch < c; ch++) finish_stats(v[ch], s1[ch], s2[ch], n, eps, pr, kk, ch, coef, i0 + ch, bc);
+    const real *a = coef + 2 * bc + i0, *t = coef + 3 * bc + i0;
+    for (long p = 0; p < n; p++) {
+        const real *row = v + p * c;
+        real *gr = g + p * c, *orow = o + p * c;
         #pragma omp simd
-        for (long i = 0; i < n; i++) o[i] = d[i] * g[i] * (1 + a * v[i] * (1 - g[i])) + ur * v[i] + wr;
+        for (long k = 0; k < c; k++) gr[k] = sig(a[k] * row[k] + t[k]);
+        #pragma omp simd
+        for (long j = 0; j < h; j++) { orow[2 * j] = row[j] * gr[j]; orow[2 * j + 1] = row[j + h] * gr[j + h]; }
     }
 }
 
-/* ---- channels_last: image b is an (N, C) matrix; per-channel sums run down its columns ---- */
-#define ROWS 64                   /* pixels summed in `real` before they go into doubles */
-void stats_cl(const real *x, long b, long n, long c, real *mean, real *var, int threads) {
+void forward_cl(const real *x, long b, long n, long c, const real *pr, long k, double eps, real *out,
+                real *gate, real *coef, int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        real *b1 = malloc(2 * c * sizeof(real)), *b2 = b1 + c;
-        double *s1 = malloc(2 * c * sizeof(double)), *s2 = s1 + c;
+        real *b1 = malloc(2 * c * sizeof(real));
+        double *s1 = malloc(2 * c * sizeof(double));
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
-            const real *v = x + im * n * c, *s = v;
-            memset(s1, 0, 2 * c * sizeof(double));
-            for (long p0 = 0; p0 < n; p0 += ROWS) {
-                long p1 = p0 + ROWS < n ? p0 + ROWS : n;
-                memset(b1, 0, 2 * c * sizeof(real));
-                for (long p = p0; p < p1; p++) {
-                    const real *row = v + p * c;
-                    #pragma omp simd
-                    for (long k = 0; k < c; k++) { real d = row[k] - s[k]; b1[k] += d; b2[k] += d * d; }
-                }
-                for (long k = 0; k < c; k++) { s1[k] += b1[k]; s2[k] += b2[k]; }
-            }
-            for (long k = 0; k < c; k++) {
-                double m = s1[k] / n, q = s2[k] / n - m * m;
-                mean[im * c + k] = (real)(s[k] + m);
-                var[im * c + k] = (real)(q > 0 ? q : 0);
-            }
+            long at = im * n * c;
+#define FORWARD(width) forward_cl_image(x + at, n, width, pr, k, eps, out + at, gate + at, coef, im * c, b * c, \
+                                        b1, s1)
+            BY_WIDTH(FORWARD)
         }
         free(b1); free(s1);
     }
 }
 
-void gate_cl(const real *x, long b, long n, long c, const real *alpha, const real *beta,
-             real *out, real *gate, int threads) {
+INLINE void backward_cl_image(const real *d, const real *v, const real *g, const real *coef, long n, long c,
+                              long i0, long bc, real *o, real *sz, real *szx, real *b1, double *s1) {
+    real *b2 = b1 + c, *u = b2 + c, *w = u + c;
+    double *s2 = s1 + c;
     long h = c / 2;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < b * n; r++) {
-        const real *v = x + r * c, *a = alpha + (r / n) * c, *t = beta + (r / n) * c;
-        real *o = out + r * c, *g = gate + r * c;
-        #pragma omp simd
-        for (long k = 0; k < c; k++) g[k] = sig(a[k] * v[k] + t[k]);
-        #pragma omp simd
-        for (long j = 0; j < h; j++) { o[2 * j] = v[j] * g[j]; o[2 * j + 1] = v[j + h] * g[j + h]; }
-    }
-}
-
-void sums_cl(const real *gy, const real *x, const real *gate, long b, long n, long c,
-             real *sz, real *szx, int threads) {
-    long h = c / 2;
-    #pragma omp parallel num_threads(threads)
-    {
-        real *b1 = malloc(2 * c * sizeof(real)), *b2 = b1 + c;
-        double *s1 = malloc(2 * c * sizeof(double)), *s2 = s1 + c;
-        #pragma omp for schedule(static)
-        for (long im = 0; im < b; im++) {
-            const real *v = x + im * n * c, *d = gy + im * n * c, *gi = gate + im * n * c;
-            memset(s1, 0, 2 * c * sizeof(double));
-            for (long p0 = 0; p0 < n; p0 += ROWS) {
-                long p1 = p0 + ROWS < n ? p0 + ROWS : n;
-                memset(b1, 0, 2 * c * sizeof(real));
-                for (long p = p0; p < p1; p++) {
-                    const real *xr = v + p * c, *dr = d + p * c, *g = gi + p * c;
-                    #pragma omp simd
-                    for (long j = 0; j < h; j++) {
-                        real z0 = dr[2 * j] * xr[j] * g[j] * (1 - g[j]);
-                        real z1 = dr[2 * j + 1] * xr[j + h] * g[j + h] * (1 - g[j + h]);
-                        b1[j] += z0; b2[j] += z0 * xr[j];
-                        b1[j + h] += z1; b2[j + h] += z1 * xr[j + h];
-                    }
-                }
-                for (long k = 0; k < c; k++) { s1[k] += b1[k]; s2[k] += b2[k]; }
+    const real *a = coef + 2 * bc + i0;
+    memset(s1, 0, 2 * c * sizeof(double));
+    for (long p0 = 0; p0 < n; p0 += ROWS) {
+        long p1 = p0 + ROWS < n ? p0 + ROWS : n;
+        memset(b1, 0, 2 * c * sizeof(real));
+        for (long p = p0; p < p1; p++) {
+            const real *xr = v + p * c, *dr = d + p * c, *gr = g + p * c;
+            #pragma omp simd
+            for (long j = 0; j < h; j++) {
+                real z0 = dr[2 * j] * xr[j] * gr[j] * (1 - gr[j]);
+                real z1 = dr[2 * j + 1] * xr[j + h] * gr[j + h] * (1 - gr[j + h]);
+                b1[j] += z0; b2[j] += z0 * xr[j];
+                b1[j + h] += z1; b2[j + h] += z1 * xr[j + h];
             }
-            for (long k = 0; k < c; k++) { sz[im * c + k] = (real)s1[k]; szx[im * c + k] = (real)s2[k]; }
         }
-        free(b1); free(s1);
+        for (long k = 0; k < c; k++) { s1[k] += b1[k]; s2[k] += b2[k]; }
     }
-}
-
-void dx_cl(const real *gy, const real *x, const real *gate, long b, long n, long c,
-           const real *alpha, const real *u, const real *w, real *dx, int threads) {
-    long h = c / 2;
-    #pragma omp parallel for num_threads(threads) schedule(static)
-    for (long r = 0; r < b * n; r++) {
-        long im = r / n;
-        const real *v = x + r * c, *d = gy + r * c, *g = gate + r * c;
-        const real *a = alpha + im * c, *ui = u + im * c, *wi = w + im * c;
-        real *o = dx + r * c;
+    for (long k = 0; k < c; k++) {
+        finish_grad(s1[k], s2[k], n, coef, i0 + k, bc, &u[k], &w[k]);
+        sz[i0 + k] = (real)s1[k]; szx[i0 + k] = (real)s2[k];
+    }
+    for (long p = 0; p < n; p++) {
+        const real *xr = v + p * c, *dr = d + p * c, *gr = g + p * c;
+        real *orow = o + p * c;
         #pragma omp simd
         for (long j = 0; j < h; j++) {
             long k = j + h;
-            o[j] = d[2 * j] * g[j] * (1 + a[j] * v[j] * (1 - g[j])) + ui[j] * v[j] + wi[j];
-            o[k] = d[2 * j + 1] * g[k] * (1 + a[k] * v[k] * (1 - g[k])) + ui[k] * v[k] + wi[k];
+            orow[j] = dr[2 * j] * gr[j] * (1 + a[j] * xr[j] * (1 - gr[j])) + u[j] * xr[j] + w[j];
+            orow[k] = dr[2 * j + 1] * gr[k] * (1 + a[k] * xr[k] * (1 - gr[k])) + u[k] * xr[k] + w[k];
         }
     }
+}
+
+void backward_cl(const real *gy, const real *x, const real *gate, const real *coef, long b, long n,
+                 long c, const real *pr, long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+    #pragma omp parallel num_threads(threads)
+    {
+        real *b1 = malloc(4 * c * sizeof(real));
+        double *s1 = malloc(2 * c * sizeof(double));
+        #pragma omp for schedule(static)
+        for (long im = 0; im < b; im++) {
+            long at = im * n * c;
+#define BACKWARD(width) backward_cl_image(gy + at, x + at, gate + at, coef, n, width, im * c, b * c, dx + at, \
+                                          sz, szx, b1, s1)
+            BY_WIDTH(BACKWARD)
+        }
+        free(b1); free(s1);
+    }
+    parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
 """
 
@@ -235,6 +300,7 @@ void dx_cl(const real *gy, const real *x, const real *gate, long b, long n, long
 FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared"]
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 STORES_GATE = True                 # the sigmoid is the costly part on a CPU: compute it once
+GRAIN = 32768                      # values per thread at least, as ATen's parallel_for
 _libraries: dict | None = None
 _failure: str | None = None
 
@@ -288,26 +354,18 @@ def unavailable_reason() -> str | None:
 
 
 def _call(name: str, x: torch.Tensor, *tensors_and_sizes) -> None:
-    """Call C function ``name`` of x's dtype: tensors go as pointers, ints as longs, then threads."""
+    """Call C function ``name`` of x's dtype: tensors go as pointers, ints as longs, floats as
+    doubles, then the number of threads."""
     if not available():
         raise RuntimeError(f"the C kernels for the CPU are not available: {_failure}")
-    args = [ctypes.c_void_p(a.data_ptr()) if isinstance(a, torch.Tensor) else ctypes.c_long(a)
-            for a in tensors_and_sizes]
-    getattr(_libraries[_DTYPES[x.dtype]], name)(*args, ctypes.c_int(torch.get_num_threads()))
+    args = [ctypes.c_void_p(a.data_ptr()) if isinstance(a, torch.Tensor)
+            else ctypes.c_double(a) if isinstance(a, float) else ctypes.c_long(a) for a in tensors_and_sizes]
+    threads = min(torch.get_num_threads(), max(1, x.numel() // GRAIN))
+    getattr(_libraries[_DTYPES[x.dtype]], name)(*args, ctypes.c_int(threads))
 
 
 def _channels_last(x: torch.Tensor) -> bool:
     return not x.is_contiguous()
-
-
-def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    b, c, h, w = x.shape
-    mean, var = (x.new_empty(b, c) for _ in range(2))
-    if _channels_last(x):
-        _call("stats_cl", x, x, b, h * w, c, mean, var)
-    else:
-        _call("stats_nchw", x, x, b * c, h * w, mean, var)
-    return mean, var
 
 
 def _dims(x: torch.Tensor) -> tuple[int, int, int]:
@@ -319,19 +377,20 @@ def _name(kernel: str, x: torch.Tensor) -> str:
     return kernel + ("_cl" if _channels_last(x) else "_nchw")
 
 
-def gate(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """Writes out; returns the gate g (B, C, H, W), saved for the backward passes."""
-    g = torch.empty_like(x)
-    _call(_name("gate", x), x, x, *_dims(x), alpha, beta, out, g)
-    return g
+def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out: torch.Tensor
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Writes out; returns coef (5, B, C) and the gate (B, C, H, W), saved for the backward.
+    params: (6, K) of x's dtype, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias."""
+    coef, gate = x.new_empty((5, *x.shape[:2])), torch.empty_like(x)
+    _call(_name("forward", x), x, x, *_dims(x), params.contiguous(), params.shape[1], float(eps), out, gate, coef)
+    return coef, gate
 
 
-def gate_sums(gy: torch.Tensor, x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor,
-              saved: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def backward(gy: torch.Tensor, x: torch.Tensor, coef: torch.Tensor, saved: torch.Tensor, params: torch.Tensor,
+             groups: int, dx: torch.Tensor) -> torch.Tensor:
+    """Writes dx; returns the parameter gradients (6, K), rows as params."""
     sz, szx = (x.new_empty(x.shape[:2]) for _ in range(2))
-    _call(_name("sums", x), x, gy, x, saved, *_dims(x), sz, szx)
-    return sz, szx
-
-
-def gate_dx(gy, x, alpha, beta, saved, u, w, dx) -> None:
-    _call(_name("dx", x), x, gy, x, saved, *_dims(x), alpha, u, w, dx)
+    dparams = torch.empty_like(params)
+    _call(_name("backward", x), x, gy, x, saved, coef.contiguous(), *_dims(x), params.contiguous(),
+          params.shape[1], dx, sz, szx, dparams)
+    return dparams

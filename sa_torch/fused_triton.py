@@ -16,12 +16,17 @@ positions for NCHW, wide along the channels for channels_last, so that loads coa
   shuffled channel; g is recomputed (cheaper on a GPU than storing it).
 - ``_dx_kernel``: like the gate, ``dx = gy g (1 + alpha x (1 - g)) + u x + w``.
 
-Math in float32, loads and stores in the tensors' dtypes. With ``TRITON_INTERPRET=1`` set
+Math in float32, loads and stores in the tensors' dtypes; :func:`forward` and :func:`backward`
+put the passes together as :mod:`sa_torch.fused_eager` does. With ``TRITON_INTERPRET=1`` set
 before triton is imported the kernels run on CPU tensors (the tests do this).
 """
+import sys
+
 import torch
 import triton
 import triton.language as tl
+
+from . import fused_eager
 
 STORES_GATE = False
 
@@ -155,3 +160,11 @@ def gate_dx(gy, x, alpha, beta, saved, u, w, dx):
     args, (bc, bn) = _geometry(x)
     grid = (x.shape[0], triton.cdiv(args[0], bc), triton.cdiv(args[1], bn))
     _dx_kernel[grid](gy, x, alpha, beta, u, w, dx, *args, BLOCK_C=bc, BLOCK_N=bn)
+
+
+def forward(x, params, groups, eps, out):
+    return fused_eager.forward_with(sys.modules[__name__], x, params, groups, eps, out)
+
+
+def backward(gy, x, coef, saved, params, groups, dx):
+    return fused_eager.backward_with(sys.modules[__name__], gy, x, coef, saved, params, groups, dx)

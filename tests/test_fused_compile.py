@@ -30,10 +30,9 @@ def test_the_custom_operators_pass_torch_library_opcheck(backend):
         with fused.use_backend(backend):
             torch.library.opcheck(torch.ops.sa_torch.shuffle_attention.default,
                                   (x.requires_grad_(True), *params, 3, 1e-5))
-            out, mean, rstd, saved = torch.ops.sa_torch.shuffle_attention(x.detach(), *params, 3, 1e-5)
+            out, coef, saved = torch.ops.sa_torch.shuffle_attention(x.detach(), *params, 3, 1e-5)
             torch.library.opcheck(torch.ops.sa_torch.shuffle_attention_backward.default,
-                                  (torch.randn_like(out), x.detach(), mean, rstd, saved,
-                                   *[p.detach() for p in params], 3))
+                                  (torch.randn_like(out), x.detach(), coef, saved, *[p.detach() for p in params], 3))
 
 
 def captured_graph_ops(model, x) -> list[str]:

@@ -12,61 +12,65 @@ import torch
 from sa_torch import SALayer, fused, fused_cpu, fused_eager
 
 
-def test_float32_gate_is_within_a_few_ulp_of_the_float64_sigmoid_over_the_whole_range():
-    """The Cephes-style expf, clamped to [-87, 88]: relative error ~1e-7 where the gate is not
-    negligible, and x * gate still correct (about 0) far into the negative tail."""
-    z = torch.linspace(-120, 120, 24000).view(1, 2, -1, 1).contiguous()          # B=1, C=2
-    alpha, beta = torch.ones(1, 2), torch.zeros(1, 2)
-    out = torch.empty_like(z)
-    gate = fused_cpu.gate(z, alpha, beta, out)
-    truth = torch.sigmoid(z.double())
-    rel = ((gate.double() - truth).abs() / truth)[truth > 1e-30]
-    assert rel.max() < 5e-7, rel.max()
-    assert (gate.double() - truth)[truth <= 1e-30].abs().max() < 1e-36
-    torch.testing.assert_close(out.double(), z * truth, rtol=5e-7, atol=1e-36)  # C = 2: the shuffle keeps 0, 1
+def random_case(shape, groups, dtype, channels_last, seed=0):
+    """x, gy (B, C, H, W) and random params (6, K), K = C // (2 groups)."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) + 7).to(dtype)
+    gy = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+    if channels_last:
+        x, gy = x.to(memory_format=torch.channels_last), gy.to(memory_format=torch.channels_last)
+    return x, gy, torch.randn(6, shape[1] // (2 * groups), generator=g, dtype=torch.float64).to(dtype)
+
+
+def both_directions(backend, x, gy, params, groups):
+    out, dx = torch.empty_like(x), torch.empty_like(x)
+    coef, saved = backend.forward(x, params, groups, 1e-5, out)
+    dparams = backend.backward(gy, x, coef, saved, params, groups, dx)
+    return {"coef": coef, "out": out, "dx": dx, "dparams": dparams}
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("channels, groups", [(10, 5), (16, 4), (64, 8), (96, 3)])   # 16, 64: constant widths
+def test_c_forward_and_backward_equal_the_torch_ops_passes_in_float64(channels_last, channels, groups):
+    x, gy, params = random_case((3, channels, 5, 4), groups, torch.float64, channels_last)
+    got, want = both_directions(fused_cpu, x, gy, params, groups), both_directions(fused_eager, x, gy, params, groups)
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-12, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
+    assert got["out"].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_float32_output_follows_the_float64_sigmoid_over_the_whole_range(channels_last):
+    """The polynomial expf, clamped to [-87, 88]: gates z from -200 to 200 give x * sigmoid(z)
+    to float32 accuracy (the coefficients' own rounding included), and about 0 far into the
+    negative tail."""
+    x = torch.linspace(-1, 1, 4000, dtype=torch.float64).repeat(2).view(1, 2, 40, 100)
+    params = torch.tensor([[0.5], [0.1], [120.0], [0.0], [1.0], [0.0]], dtype=torch.float64)  # z = 120 r (x - m)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    out32, out64 = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x)
+    fused_cpu.forward(x.float(), params.float(), 1, 1e-5, out32)
+    coef, _ = fused_eager.forward(x, params, 1, 1e-5, out64)
+    z = coef[2, 0, 1] * x[0, 1] + coef[3, 0, 1]
+    assert z.min() < -100 and z.max() > 100
+    big = out64.abs() > 1e-30
+    torch.testing.assert_close(out32.double()[big], out64[big], rtol=3e-5, atol=0)
+    assert (out32.double() - out64)[~big].abs().max() < 1e-34
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_results_do_not_depend_on_the_number_of_threads(channels_last):
-    torch.manual_seed(0)
-    x, gy = torch.randn(4, 16, 9, 7), torch.randn(4, 16, 9, 7)
-    if channels_last:
-        x, gy = x.to(memory_format=torch.channels_last), gy.to(memory_format=torch.channels_last)
-    alpha, beta, u, w = (torch.randn(4, 16) for _ in range(4))
+    x, gy, params = random_case((4, 16, 32, 32), 4, torch.float32, channels_last)   # 2 threads: > 2 GRAIN
     threads = torch.get_num_threads()
-
-    def passes():
-        out, dx = torch.empty_like(x), torch.empty_like(x)
-        saved = fused_cpu.gate(x, alpha, beta, out)
-        fused_cpu.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
-        return (*fused_cpu.stats(x), out, *fused_cpu.gate_sums(gy, x, alpha, beta, saved), dx)
     try:
         torch.set_num_threads(1)
-        one = passes()
+        one = both_directions(fused_cpu, x, gy, params, 4)
         torch.set_num_threads(2)
-        two = passes()
+        two = both_directions(fused_cpu, x, gy, params, 4)
     finally:
         torch.set_num_threads(threads)
-    for a, b in zip(one, two):
-        assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_each_c_pass_equals_the_torch_ops_pass_in_float64(channels_last):
-    torch.manual_seed(0)
-    x, gy = torch.randn(3, 10, 5, 4, dtype=torch.float64) + 7, torch.randn(3, 10, 5, 4, dtype=torch.float64)
-    if channels_last:
-        x, gy = x.to(memory_format=torch.channels_last), gy.to(memory_format=torch.channels_last)
-    alpha, beta, u, w = (torch.randn(3, 10, dtype=torch.float64) for _ in range(4))
-    alpha[:, :5] = 0
-
-    def passes(backend):
-        out, dx = torch.empty_like(x), torch.empty_like(x)
-        saved = backend.gate(x, alpha, beta, out)
-        backend.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
-        return (*backend.stats(x), out, *backend.gate_sums(gy, x, alpha, beta, saved), dx)
-    for name, a, b in zip(("mean", "var", "out", "sz", "szx", "dx"), passes(fused_cpu), passes(fused_eager)):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
+    for name in one:
+        assert torch.equal(one[name], two[name]), name
 
 
 @pytest.fixture
