@@ -3,9 +3,10 @@
 :class:`sa_torch.SALayer` computes the official layer op by op (reshape, chunk, mean,
 GroupNorm, sigmoid, cat, shuffle) and lets autograd run them backwards: dozens of small,
 memory-bound ops, and ``x.reshape(B*G, C/G, H, W)`` copies a channels_last input. This
-module computes the same maths on the tensor as it is (NCHW or channels_last), in four
-passes over memory, on any device, as the operator ``torch.ops.sa_torch.shuffle_attention``
-(registered with :mod:`torch.library`, so ``torch.compile`` sees one op, not dozens).
+module computes the same maths on the tensor as it is (NCHW or channels_last, no layout
+copy), on any device, as the operator ``torch.ops.sa_torch.shuffle_attention`` (registered
+with :mod:`torch.library`, with its backward ``sa_torch::shuffle_attention_backward``, so
+``torch.compile`` sees one op, not dozens).
 
 The idea: after the grouping, every gate is a function of one channel of one sample.
 Channel c of x (B, C, H, W), with G groups, K = C // (2G) and N = H*W, belongs to group
@@ -30,16 +31,20 @@ positions of one channel:
     dx = gy g + alpha gz + u x + w,   u = -A r^3 (Szx - m Sz) / N,   w = Sz (P - A r) / N - u m
 
 and ``dL/dA = r (Szx - m Sz)``, ``dL/dP = m Sz``, ``dL/dQ = Sz`` per (b, c), summed over b
-and the groups onto the six (K,)-shaped parameters. The passes:
+and the groups onto the six (K,)-shaped parameters. Four passes over memory:
 
     forward   1. stats: m, var                 2. gate: out[shuffled] = x g
-    backward  3. sums: Sz, Szx (g recomputed)  4. dx
+    backward  3. sums: Sz, Szx                 4. dx
 
-run in :mod:`sa_torch.fused_cpu` (C, float32/float64 on the CPU), :mod:`sa_torch.fused_triton`
-(Triton, float32/bfloat16/float16 on CUDA) or, anywhere else, :mod:`sa_torch.fused_eager`
-(torch ops, the readable version). Statistics and coefficients are float32 (float64 for
-float64 maps); the output has x's dtype, so under autocast it stays in the autocast dtype.
-The tests check every backend against autograd through the official ops in float64 (1e-10).
+A backend runs them: :mod:`sa_torch.fused_cpu` (C, float32/float64 on the CPU: each
+direction in one function that runs both of its passes on a piece of the map while it is in
+cache, so memory is read once), :mod:`sa_torch.fused_triton` (Triton kernels, float32,
+bfloat16 and float16 on CUDA) or, anywhere else, :mod:`sa_torch.fused_eager` (torch ops,
+the readable version). Statistics and coefficients are float32 (float64 for float64 maps);
+the output has x's dtype, so under autocast it stays in the autocast dtype. In eager mode
+an autograd.Function wraps the passes (cheaper to call than a custom operator); under
+``torch.compile`` the registered operators do. The tests check every backend against
+autograd through the official ops in float64 (1e-10).
 """
 import contextlib
 import importlib.util

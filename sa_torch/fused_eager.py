@@ -6,20 +6,19 @@ with torch ops; :mod:`sa_torch.fused_cpu` (C loops) and :mod:`sa_torch.fused_tri
 (Triton kernels) compute the same four things faster and are checked against it.
 
 - ``stats(x) -> mean, var``: per (b, c), over the N positions of that channel.
-- ``gate(x, alpha, beta, out) -> saved``: ``y = x * g``, ``g = sigmoid(alpha x + beta)``,
+- ``gate(x, alpha, beta, out) -> g``: ``y = x * g``, ``g = sigmoid(alpha x + beta)``,
   written into ``out`` in the shuffled order (y channel ``i*C/2 + j`` goes to output
-  channel ``2j + i``); ``saved`` is what the backward passes need besides x: here the gate
-  g itself, in the Triton kernels an empty tensor (they recompute g).
-- ``gate_sums(gy, x, alpha, beta, saved) -> sz, szx``: with ``gz = gy * x * g * (1 - g)``
+  channel ``2j + i``); g is saved for the backward.
+- ``gate_sums(gy, x, alpha, beta, g) -> sz, szx``: with ``gz = gy * x * g * (1 - g)``
   and gy the output gradient read in y's order, ``sz = sum(gz)``, ``szx = sum(gz * x)``.
-- ``gate_dx(gy, x, alpha, beta, saved, u, w, dx)``: ``dx = gy g + alpha gz + u x + w``.
+- ``gate_dx(gy, x, alpha, beta, g, u, w, dx)``: ``dx = gy g + alpha gz + u x + w``.
 
-:func:`forward_with` and :func:`backward_with` put them together with the per-channel
-coefficients between them (:func:`channel_vectors`, :func:`parameter_grads`;
-``STORES_GATE`` says whether ``saved`` is the gate); this module's :func:`forward` and
-:func:`backward` are these with its own passes. :mod:`sa_torch.fused_cpu` runs the same two
-directions as one C function each. The parameters come as one (6, K) tensor, rows
-cweight, cbias, sweight, sbias, gn.weight, gn.bias.
+:func:`forward` and :func:`backward` put them together with the per-channel coefficients
+between them (:func:`channel_vectors`, :func:`parameter_grads`). They are the contract every
+backend keeps: ``forward(x, params, groups, eps, out) -> coef, saved`` and
+``backward(gy, x, coef, saved, params, groups, dx) -> dparams``, params being one (6, K)
+tensor, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias. :mod:`sa_torch.fused_cpu`
+runs each direction as one C function, :mod:`sa_torch.fused_triton` as Triton kernels.
 
 Every pass works on x as it is (NCHW or channels_last): the (B, 2, C/2, H, W) views below
 split the channel axis, which is a view in both layouts, and the shuffle is the view
@@ -28,8 +27,6 @@ change layout. The coefficients are (B, C) tensors of the compute dtype (float32
 for float64 x); x, gy, out and dx may be float32, float64, bfloat16 or float16.
 """
 from __future__ import annotations
-
-import sys
 
 import torch
 
@@ -85,37 +82,29 @@ def parameter_grads(coef: torch.Tensor, sz: torch.Tensor, szx: torch.Tensor, par
     return torch.stack([d_p[0], d_q[0], torch.addcmul(d_a[1] * gw, d_q[1], gb), d_q[1], d_a[1] * sw, d_q[1] * sw])
 
 
-def forward_with(passes, x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out: torch.Tensor):
-    """Passes 1-2 with ``passes`` (a module with stats and gate): writes out; returns coef
-    (5, B, C) = mean, rstd, alpha, beta, P - alpha, and what the gate pass saved."""
-    mean, var = passes.stats(x)
+def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out: torch.Tensor):
+    """Passes 1-2: writes out; returns coef (5, B, C) = mean, rstd, alpha, beta, P - alpha,
+    and the gate (saved for the backward)."""
+    mean, var = stats(x)
     a, p, q = channel_vectors(params, groups)
     rstd = var.add_(eps).rsqrt_()
     alpha = a * rstd
     p_alpha = p - alpha
     beta = torch.addcmul(q, mean, p_alpha)                             # P m + Q - alpha m
-    saved = passes.gate(x, alpha, beta, out)
+    saved = gate(x, alpha, beta, out)
     return torch.stack([mean, rstd, alpha, beta, p_alpha]), saved
 
 
-def backward_with(passes, gy, x, coef, saved, params, groups, dx):
-    """Passes 3-4 with ``passes``: writes dx; returns the parameter gradients (6, K)."""
+def backward(gy, x, coef, saved, params, groups, dx):
+    """Passes 3-4: writes dx; returns the parameter gradients (6, K)."""
     mean, rstd, alpha, beta, p_alpha = coef
-    sz, szx = passes.gate_sums(gy, x, alpha, beta, saved)
+    sz, szx = gate_sums(gy, x, alpha, beta, saved)
     n = x.shape[2] * x.shape[3]
     centred = torch.addcmul(szx, mean, sz, value=-1)                  # sum(gz (x - m))
     u = (alpha * rstd).mul_(rstd).mul_(centred).div_(-n)               # -A r^3 sum(gz (x - m)) / N
     w = (sz * p_alpha).div_(n).addcmul_(u, mean, value=-1)            # Sz (P - A r) / N - u m
-    passes.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
+    gate_dx(gy, x, alpha, beta, saved, u, w, dx)
     return parameter_grads(coef, sz, szx, params, groups)
-
-
-def forward(x, params, groups, eps, out):
-    return forward_with(sys.modules[__name__], x, params, groups, eps, out)
-
-
-def backward(gy, x, coef, saved, params, groups, dx):
-    return backward_with(sys.modules[__name__], gy, x, coef, saved, params, groups, dx)
 
 
 def gate(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

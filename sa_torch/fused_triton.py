@@ -1,32 +1,35 @@
-"""The four passes of the fast SA path as Triton kernels, for CUDA.
+"""The fast SA path as Triton kernels, for CUDA: four passes, the coefficients computed inside.
 
-Same contract as :mod:`sa_torch.fused_eager` (the readable version): x is (B, C, H, W),
-float32, bfloat16 or float16, dense in NCHW or channels_last; N = H*W; the coefficients
-are float32 (B, C) tensors. Every kernel reads x through its strides ``(s_b, s_c, s_n)``
-(NCHW: ``(C N, N, 1)``; channels_last: ``(N C, 1, C)``), so one kernel serves both
-layouts, and a tile is ``BLOCK_C`` channels by ``BLOCK_N`` positions: long along the
-positions for NCHW, wide along the channels for channels_last, so that loads coalesce.
+Same contract as :mod:`sa_torch.fused_cpu`: ``forward(x, params, groups, eps, out)`` writes
+out and returns coef (5, B, C) = mean, rstd, alpha, beta, P - alpha (and an empty tensor:
+nothing else is saved, the backward recomputes the gate, cheaper on a GPU than storing it);
+``backward(gy, x, coef, saved, params, groups, dx)`` writes dx and returns the parameter
+gradients (6, K). x is (B, C, H, W), float32, bfloat16 or float16, dense in NCHW or
+channels_last, N = H*W; params are float32 (6, K), rows cweight, cbias, sweight, sbias,
+gn.weight, gn.bias. The maths is :mod:`sa_torch.fused`'s; :mod:`sa_torch.fused_eager` is
+the readable version.
 
-- ``_stats_kernel``: one program per (b, channel block) walks the N positions and sums
-  ``x - x[first]`` and its square in float32 (shifted sums: a mean far from zero costs
-  no accuracy); mean and var out.
-- ``_gate_kernel``: one program per (b, channel block, position block) computes
-  ``x * sigmoid(alpha x + beta)`` and stores it at the shuffled channel ``2j + i``.
-- ``_sums_kernel``: like the statistics, over ``gz = gy x g (1 - g)``, gy read at the
-  shuffled channel; g is recomputed (cheaper on a GPU than storing it).
-- ``_dx_kernel``: like the gate, ``dx = gy g (1 + alpha x (1 - g)) + u x + w``.
+Every kernel reads the map through its strides ``(s_b, s_c, s_n)`` (NCHW: ``(C N, N, 1)``;
+channels_last: ``(N C, 1, C)``), so one kernel serves both layouts; a tile is ``BLOCK_C``
+channels by ``BLOCK_N`` positions, long along the positions for NCHW and wide along the
+channels for channels_last, so that loads coalesce.
 
-Math in float32, loads and stores in the tensors' dtypes; :func:`forward` and :func:`backward`
-put the passes together as :mod:`sa_torch.fused_eager` does. With ``TRITON_INTERPRET=1`` set
+- ``_stats_kernel``: a program per (b, channel block) walks the N positions summing
+  ``x - x[first]`` and its square in float32 (shifted sums: a mean far from zero costs no
+  accuracy), then writes the five coefficients of its channels.
+- ``_gate_kernel``: a program per (b, channel block, position block) stores
+  ``x * sigmoid(alpha x + beta)`` at the shuffled channel ``2j + i``.
+- ``_sums_kernel``: like the statistics over ``gz = gy x g (1 - g)`` (gy read at the shuffled
+  channel, g recomputed), then u and w of ``dx = gy g (1 + alpha x (1 - g)) + u x + w``.
+- ``_dx_kernel``: like the gate, dx.
+- ``_param_grads_kernel``: a program per k sums over samples and groups (fixed order).
+
+Math in float32, loads and stores in the tensors' dtypes. With ``TRITON_INTERPRET=1`` set
 before triton is imported the kernels run on CPU tensors (the tests do this).
 """
-import sys
-
 import torch
 import triton
 import triton.language as tl
-
-from . import fused_eager
 
 STORES_GATE = False
 
@@ -39,7 +42,7 @@ def _shuffled(c, C):
 
 
 @triton.jit
-def _stats_kernel(x_ptr, mean_ptr, var_ptr, C, N, s_b, s_c, s_n,
+def _stats_kernel(x_ptr, pr_ptr, coef_ptr, B, C, N, K, eps, s_b, s_c, s_n,
                   BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -56,20 +59,35 @@ def _stats_kernel(x_ptr, mean_ptr, var_ptr, C, N, s_b, s_c, s_n,
         acc1 += d
         acc2 += d * d
     m = tl.sum(acc1, axis=1) / N
-    tl.store(mean_ptr + b * C + c, shift + m, mask=c_ok)
-    tl.store(var_ptr + b * C + c, tl.maximum(tl.sum(acc2, axis=1) / N - m * m, 0.0), mask=c_ok)
+    mean = shift + m
+    rstd = 1.0 / tl.sqrt(tl.maximum(tl.sum(acc2, axis=1) / N - m * m, 0.0) + eps)
+    j = c % K                                       # A, P, Q of the channels, from the parameters
+    spatial = (c // K) % 2 == 1
+    sw = tl.load(pr_ptr + 2 * K + j, mask=c_ok, other=0.0)
+    a = tl.where(spatial, sw * tl.load(pr_ptr + 4 * K + j, mask=c_ok, other=0.0), 0.0)
+    p = tl.where(spatial, 0.0, tl.load(pr_ptr + j, mask=c_ok, other=0.0))
+    sb = tl.load(pr_ptr + 3 * K + j, mask=c_ok, other=0.0)
+    q = tl.where(spatial, sw * tl.load(pr_ptr + 5 * K + j, mask=c_ok, other=0.0) + sb,
+                 tl.load(pr_ptr + K + j, mask=c_ok, other=0.0))
+    alpha = a * rstd
+    at = coef_ptr + b * C + c                        # rows: mean, rstd, alpha, beta, P - alpha
+    tl.store(at, mean, mask=c_ok)
+    tl.store(at + B * C, rstd, mask=c_ok)
+    tl.store(at + 2 * B * C, alpha, mask=c_ok)
+    tl.store(at + 3 * B * C, q + mean * (p - alpha), mask=c_ok)
+    tl.store(at + 4 * B * C, p - alpha, mask=c_ok)
 
 
 @triton.jit
-def _gate_kernel(x_ptr, alpha_ptr, beta_ptr, out_ptr, C, N, s_b, s_c, s_n,
+def _gate_kernel(x_ptr, coef_ptr, out_ptr, B, C, N, s_b, s_c, s_n,
                  BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     n = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
     c_ok = c < C
     ok = c_ok[:, None] & (n[None, :] < N)
-    a = tl.load(alpha_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
-    t = tl.load(beta_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
+    a = tl.load(coef_ptr + 2 * B * C + b * C + c, mask=c_ok, other=0.0)[:, None]
+    t = tl.load(coef_ptr + 3 * B * C + b * C + c, mask=c_ok, other=0.0)[:, None]
     v = tl.load(x_ptr + b * s_b + c[:, None] * s_c + n[None, :] * s_n, mask=ok, other=0.0).to(tl.float32)
     y = v * tl.sigmoid(a * v + t)
     dst = out_ptr + b * s_b + _shuffled(c, C)[:, None] * s_c + n[None, :] * s_n
@@ -77,13 +95,14 @@ def _gate_kernel(x_ptr, alpha_ptr, beta_ptr, out_ptr, C, N, s_b, s_c, s_n,
 
 
 @triton.jit
-def _sums_kernel(gy_ptr, x_ptr, alpha_ptr, beta_ptr, sz_ptr, szx_ptr, C, N, s_b, s_c, s_n,
+def _sums_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, B, C, N, s_b, s_c, s_n,
                  BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < C
-    a = tl.load(alpha_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
-    t = tl.load(beta_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
+    at = b * C + c
+    a = tl.load(coef_ptr + 2 * B * C + at, mask=c_ok, other=0.0)
+    t = tl.load(coef_ptr + 3 * B * C + at, mask=c_ok, other=0.0)
     x_row = x_ptr + b * s_b + c[:, None] * s_c
     gy_row = gy_ptr + b * s_b + _shuffled(c, C)[:, None] * s_c
     acc1 = tl.zeros([BLOCK_C, BLOCK_N], dtype=tl.float32)
@@ -93,26 +112,34 @@ def _sums_kernel(gy_ptr, x_ptr, alpha_ptr, beta_ptr, sz_ptr, szx_ptr, C, N, s_b,
         ok = c_ok[:, None] & (n[None, :] < N)
         v = tl.load(x_row + n[None, :] * s_n, mask=ok, other=0.0).to(tl.float32)
         d = tl.load(gy_row + n[None, :] * s_n, mask=ok, other=0.0).to(tl.float32)
-        g = tl.sigmoid(a * v + t)
+        g = tl.sigmoid(a[:, None] * v + t[:, None])
         gz = d * v * g * (1 - g)                     # 0 where masked: d = 0 there
         acc1 += gz
         acc2 += gz * v
-    tl.store(sz_ptr + b * C + c, tl.sum(acc1, axis=1), mask=c_ok)
-    tl.store(szx_ptr + b * C + c, tl.sum(acc2, axis=1), mask=c_ok)
+    sz, szx = tl.sum(acc1, axis=1), tl.sum(acc2, axis=1)
+    mean = tl.load(coef_ptr + at, mask=c_ok, other=0.0)
+    rstd = tl.load(coef_ptr + B * C + at, mask=c_ok, other=0.0)
+    p_alpha = tl.load(coef_ptr + 4 * B * C + at, mask=c_ok, other=0.0)
+    u = -a * rstd * rstd * (szx - mean * sz) / N
+    tl.store(grads_ptr + at, sz, mask=c_ok)                      # rows: Sz, Szx, u, w
+    tl.store(grads_ptr + B * C + at, szx, mask=c_ok)
+    tl.store(grads_ptr + 2 * B * C + at, u, mask=c_ok)
+    tl.store(grads_ptr + 3 * B * C + at, sz * p_alpha / N - u * mean, mask=c_ok)
 
 
 @triton.jit
-def _dx_kernel(gy_ptr, x_ptr, alpha_ptr, beta_ptr, u_ptr, w_ptr, dx_ptr, C, N, s_b, s_c, s_n,
+def _dx_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, dx_ptr, B, C, N, s_b, s_c, s_n,
                BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     n = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
     c_ok = c < C
     ok = c_ok[:, None] & (n[None, :] < N)
-    a = tl.load(alpha_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
-    t = tl.load(beta_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
-    u = tl.load(u_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
-    w = tl.load(w_ptr + b * C + c, mask=c_ok, other=0.0)[:, None]
+    at = b * C + c
+    a = tl.load(coef_ptr + 2 * B * C + at, mask=c_ok, other=0.0)[:, None]
+    t = tl.load(coef_ptr + 3 * B * C + at, mask=c_ok, other=0.0)[:, None]
+    u = tl.load(grads_ptr + 2 * B * C + at, mask=c_ok, other=0.0)[:, None]
+    w = tl.load(grads_ptr + 3 * B * C + at, mask=c_ok, other=0.0)[:, None]
     here = b * s_b + c[:, None] * s_c + n[None, :] * s_n
     v = tl.load(x_ptr + here, mask=ok, other=0.0).to(tl.float32)
     d = tl.load(gy_ptr + b * s_b + _shuffled(c, C)[:, None] * s_c + n[None, :] * s_n, mask=ok,
@@ -122,8 +149,40 @@ def _dx_kernel(gy_ptr, x_ptr, alpha_ptr, beta_ptr, u_ptr, w_ptr, dx_ptr, C, N, s
     tl.store(dx_ptr + here, dx.to(dx_ptr.dtype.element_ty), mask=ok)
 
 
+@triton.jit
+def _param_grads_kernel(coef_ptr, grads_ptr, pr_ptr, dparams_ptr, B, C, K, G, BLOCK_B: tl.constexpr):
+    """dL/dA = r (Szx - m Sz), dL/dP = m Sz, dL/dQ = Sz summed over b and the groups, for index k."""
+    k = tl.program_id(0)
+    d_p0 = tl.zeros([BLOCK_B], dtype=tl.float32)
+    d_q0 = tl.zeros([BLOCK_B], dtype=tl.float32)
+    d_a1 = tl.zeros([BLOCK_B], dtype=tl.float32)
+    d_q1 = tl.zeros([BLOCK_B], dtype=tl.float32)
+    for b0 in range(0, B, BLOCK_B):
+        b = b0 + tl.arange(0, BLOCK_B)
+        b_ok = b < B
+        for g in range(G):
+            i0 = b.to(tl.int64) * C + g * 2 * K + k            # branch 0, then branch 1 at i0 + K
+            sz0 = tl.load(grads_ptr + i0, mask=b_ok, other=0.0)
+            d_p0 += tl.load(coef_ptr + i0, mask=b_ok, other=0.0) * sz0
+            d_q0 += sz0
+            i1 = i0 + K
+            sz1 = tl.load(grads_ptr + i1, mask=b_ok, other=0.0)
+            szx1 = tl.load(grads_ptr + B * C + i1, mask=b_ok, other=0.0)
+            m1 = tl.load(coef_ptr + i1, mask=b_ok, other=0.0)
+            d_a1 += tl.load(coef_ptr + B * C + i1, mask=b_ok, other=0.0) * (szx1 - m1 * sz1)
+            d_q1 += sz1
+    p0, q0, a1, q1 = tl.sum(d_p0), tl.sum(d_q0), tl.sum(d_a1), tl.sum(d_q1)
+    sw, gw, gb = tl.load(pr_ptr + 2 * K + k), tl.load(pr_ptr + 4 * K + k), tl.load(pr_ptr + 5 * K + k)
+    tl.store(dparams_ptr + k, p0)                               # rows as the parameters
+    tl.store(dparams_ptr + K + k, q0)
+    tl.store(dparams_ptr + 2 * K + k, a1 * gw + q1 * gb)
+    tl.store(dparams_ptr + 3 * K + k, q1)
+    tl.store(dparams_ptr + 4 * K + k, a1 * sw)
+    tl.store(dparams_ptr + 5 * K + k, q1 * sw)
+
+
 def _geometry(x: torch.Tensor):
-    """(C, N, s_b, s_c, s_n) and the tile (BLOCK_C, BLOCK_N) for x's layout."""
+    """(B, C, N, s_b, s_c, s_n) and the tile (BLOCK_C, BLOCK_N) for x's layout."""
     b, c, h, w = x.shape
     s_b, s_c, _, s_n = x.stride()
     if x.is_contiguous():
@@ -131,40 +190,27 @@ def _geometry(x: torch.Tensor):
     else:
         block_c = min(64, triton.next_power_of_2(c))
         block_n = min(max(1, 4096 // block_c), triton.next_power_of_2(h * w))
-    return (c, h * w, s_b, s_c, s_n), (block_c, block_n)
-
-
-def stats(x: torch.Tensor):
-    args, (bc, bn) = _geometry(x)
-    mean, var = (torch.empty(x.shape[:2], dtype=torch.float32, device=x.device) for _ in range(2))
-    _stats_kernel[(x.shape[0], triton.cdiv(args[0], bc))](x, mean, var, *args, BLOCK_C=bc, BLOCK_N=bn)
-    return mean, var
-
-
-def gate(x, alpha, beta, out):
-    args, (bc, bn) = _geometry(x)
-    grid = (x.shape[0], triton.cdiv(args[0], bc), triton.cdiv(args[1], bn))
-    _gate_kernel[grid](x, alpha, beta, out, *args, BLOCK_C=bc, BLOCK_N=bn)
-    return x.new_empty(0, dtype=torch.float32)       # nothing saved: the backward recomputes g
-
-
-def gate_sums(gy, x, alpha, beta, saved):
-    args, (bc, bn) = _geometry(x)
-    sz, szx = (torch.empty(x.shape[:2], dtype=torch.float32, device=x.device) for _ in range(2))
-    _sums_kernel[(x.shape[0], triton.cdiv(args[0], bc))](gy, x, alpha, beta, sz, szx, *args,
-                                                         BLOCK_C=bc, BLOCK_N=bn)
-    return sz, szx
-
-
-def gate_dx(gy, x, alpha, beta, saved, u, w, dx):
-    args, (bc, bn) = _geometry(x)
-    grid = (x.shape[0], triton.cdiv(args[0], bc), triton.cdiv(args[1], bn))
-    _dx_kernel[grid](gy, x, alpha, beta, u, w, dx, *args, BLOCK_C=bc, BLOCK_N=bn)
+    return (b, c, h * w, s_b, s_c, s_n), (block_c, block_n)
 
 
 def forward(x, params, groups, eps, out):
-    return fused_eager.forward_with(sys.modules[__name__], x, params, groups, eps, out)
+    (b, c, n, *strides), (bc, bn) = _geometry(x)
+    coef = torch.empty((5, b, c), dtype=torch.float32, device=x.device)
+    _stats_kernel[(b, triton.cdiv(c, bc))](x, params, coef, b, c, n, params.shape[1], eps, *strides,
+                                           BLOCK_C=bc, BLOCK_N=bn)
+    _gate_kernel[(b, triton.cdiv(c, bc), triton.cdiv(n, bn))](x, coef, out, b, c, n, *strides,
+                                                              BLOCK_C=bc, BLOCK_N=bn)
+    return coef, x.new_empty(0, dtype=torch.float32)
 
 
 def backward(gy, x, coef, saved, params, groups, dx):
-    return fused_eager.backward_with(sys.modules[__name__], gy, x, coef, saved, params, groups, dx)
+    (b, c, n, *strides), (bc, bn) = _geometry(x)
+    grads = torch.empty((4, b, c), dtype=torch.float32, device=x.device)      # Sz, Szx, u, w
+    _sums_kernel[(b, triton.cdiv(c, bc))](gy, x, coef, grads, b, c, n, *strides, BLOCK_C=bc, BLOCK_N=bn)
+    _dx_kernel[(b, triton.cdiv(c, bc), triton.cdiv(n, bn))](gy, x, coef, grads, dx, b, c, n, *strides,
+                                                            BLOCK_C=bc, BLOCK_N=bn)
+    k = params.shape[1]
+    dparams = torch.empty((6, k), dtype=torch.float32, device=x.device)
+    _param_grads_kernel[(k,)](coef, grads, params, dparams, b, c, k, groups,
+                              BLOCK_B=min(256, triton.next_power_of_2(b)))
+    return dparams

@@ -5,8 +5,8 @@
 some earlier test of the session has already imported triton, the tests here are skipped
 and ``test_the_kernels_in_a_fresh_interpreted_process`` runs this file in a new process.
 The first test checks that the kernels really are interpreted. Shapes are small: the
-interpreter runs every program of the grid in NumPy. Each pass is checked against the
-torch-ops version (sa_torch.fused_eager) in float64 on the same input, and the whole
+interpreter runs every program of the grid in NumPy. Both directions are checked against
+the torch-ops version (sa_torch.fused_eager) in float64 on the same input, and the whole
 operator against the official layer.
 """
 import os
@@ -26,8 +26,6 @@ from sa_torch import SALayer, fused, fused_eager  # noqa: E402
 
 in_this_process = pytest.mark.skipif(not FRESH, reason="triton was imported before TRITON_INTERPRET "
                                      "was set; see test_the_kernels_in_a_fresh_interpreted_process")
-# (B, C, H, W): C not a multiple of the channel tile; H*W = 1; H*W = 1100 > one position tile
-SHAPES = [(2, 12, 3, 5), (1, 6, 1, 1), (1, 4, 20, 55)]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -59,45 +57,44 @@ def test_the_kernels_in_a_fresh_interpreted_process():
 @in_this_process
 def test_the_kernels_run_in_the_interpreter(kernels):
     from triton.runtime.interpreter import InterpretedFunction
-    for name in ("_stats_kernel", "_gate_kernel", "_sums_kernel", "_dx_kernel"):
+    for name in ("_stats_kernel", "_gate_kernel", "_sums_kernel", "_dx_kernel", "_param_grads_kernel"):
         assert isinstance(getattr(kernels, name), InterpretedFunction), name
 
 
-def make_case(shape, dtype, channels_last, seed=0):
-    """x (dtype), gy, and float32 coefficients, every other alpha exactly 0 (a channel gate)."""
+def make_case(shape, groups, dtype, channels_last, seed=0):
+    """x, gy (B, C, H, W) of dtype and float32 params (6, K), K = C // (2 groups)."""
     g = torch.Generator().manual_seed(seed)
-    b, c = shape[:2]
     x = (2 * torch.randn(shape, generator=g) + 1).to(dtype)
     gy = torch.randn(shape, generator=g).to(dtype)
     if channels_last:
         x, gy = x.to(memory_format=torch.channels_last), gy.to(memory_format=torch.channels_last)
-    alpha, beta, u, w = (torch.randn(b, c, generator=g) for _ in range(4))
-    alpha[:, ::2] = 0
-    return x, gy, alpha, beta, u, w
+    return x, gy, torch.randn(6, shape[1] // (2 * groups), generator=g)
 
 
-def run_passes(backend, x, gy, alpha, beta, u, w):
-    mean, var = backend.stats(x)
-    out = torch.empty_like(x)
-    saved = backend.gate(x, alpha, beta, out)
-    sz, szx = backend.gate_sums(gy, x, alpha, beta, saved)
-    dx = torch.empty_like(x)
-    backend.gate_dx(gy, x, alpha, beta, saved, u, w, dx)
-    return {"mean": mean, "var": var, "out": out, "sz": sz, "szx": szx, "dx": dx}
+def both_directions(backend, x, gy, params, groups):
+    out, dx = torch.empty_like(x), torch.empty_like(x)
+    coef, saved = backend.forward(x, params, groups, 1e-5, out)
+    dparams = backend.backward(gy, x, coef, saved, params, groups, dx)
+    return {"coef": coef, "out": out, "dx": dx, "dparams": dparams}
+
+
+# (B, C, H, W), G: C not a multiple of the channel tile, odd G; H*W = 1, K = 1; H*W = 1100 > one tile
+CASES = [((2, 12, 3, 5), 3), ((3, 6, 1, 1), 3), ((1, 4, 20, 55), 1)]
 
 
 @in_this_process
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_each_pass_matches_the_float64_reference(kernels, shape, channels_last, dtype):
-    x, gy, alpha, beta, u, w = make_case(shape, dtype, channels_last)
-    got = run_passes(kernels, x, gy, alpha, beta, u, w)
-    want = run_passes(fused_eager, x.double(), gy.double(), alpha.double(), beta.double(), u.double(), w.double())
-    assert got["out"].dtype == got["dx"].dtype == dtype and got["mean"].dtype == got["sz"].dtype == torch.float32
+def test_forward_and_backward_match_the_float64_reference(kernels, case, channels_last, dtype):
+    shape, groups = case
+    x, gy, params = make_case(shape, groups, dtype, channels_last)
+    got = both_directions(kernels, x, gy, params, groups)
+    want = both_directions(fused_eager, x.double(), gy.double(), params.double(), groups)
+    assert got["out"].dtype == got["dx"].dtype == dtype and got["coef"].dtype == got["dparams"].dtype == torch.float32
     assert got["out"].is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     stored = 2 ** -7 if dtype == torch.bfloat16 else 1e-5          # out and dx are stored in dtype
-    for name, tol in [("mean", 1e-5), ("var", 1e-5), ("sz", 1e-5), ("szx", 1e-5), ("out", stored), ("dx", stored)]:
+    for name, tol in [("coef", 1e-5), ("dparams", 1e-4), ("out", stored), ("dx", stored)]:
         scale = want[name].abs().max().item()
         torch.testing.assert_close(got[name].double(), want[name], rtol=tol, atol=tol * scale,
                                    msg=lambda m, name=name: f"{name}: {m}")
