@@ -10,8 +10,8 @@ passes (rstd, alpha, beta; u, w) are the formulas of :mod:`sa_torch.fused`, in C
 
 - :func:`forward`:  coef (5, B, C) = mean, rstd, alpha, beta, P - alpha; out[shuffled] =
   x g with g = sigmoid(alpha x + beta); the gate g is stored for the backward (the sigmoid
-  is the costly part on a CPU) except for channels whose alpha is 0 (a channel gate: one
-  value, recomputed from beta).
+  is the costly part on a CPU); where alpha is 0 (a channel gate: one value), the NCHW
+  backward recomputes it from beta and reads neither g nor x for dx.
 - :func:`backward`: Sz = sum(gz), Szx = sum(gz x) with gz = gy x g (1 - g), gy read at the
   shuffled channel; then dx = gy g (1 + alpha x (1 - g)) + u x + w; and the six parameter
   gradients, summed over samples and groups in a fixed order.
@@ -138,10 +138,10 @@ void forward_nchw(const real *x, long b, long c, long n, const real *pr, long k,
         finish_stats(s, s1, s2, n, eps, pr, k, r % c, coef, r, bc);
         real a = coef[2 * bc + r], t = coef[3 * bc + r];
         real *o = out + ((r / c) * c + shuf(r % c, c / 2)) * n, *g = gate + r * n;
-        if (a == 0) {                       /* a channel gate: one value, nothing stored */
+        if (a == 0) {                       /* a channel gate: one value (stored all the same) */
             real g0 = sig(t);
             #pragma omp simd
-            for (long i = 0; i < n; i++) o[i] = v[i] * g0;
+            for (long i = 0; i < n; i++) { g[i] = g0; o[i] = v[i] * g0; }
         } else {
             #pragma omp simd
             for (long i = 0; i < n; i++) { g[i] = sig(a * v[i] + t); o[i] = v[i] * g[i]; }
