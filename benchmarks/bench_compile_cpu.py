@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     p.add_argument("--model", default="resnet20")
     p.add_argument("--groups", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--steps", type=int, default=3, help="compiled steps timed after the first")
+    p.add_argument("--steps", type=int, default=5, help="compiled steps timed after the first (median)")
     p.add_argument("--mode", default="default", help="torch.compile mode")
     p.add_argument("--attention", nargs="+", default=["none", "sa", "sa-unfused", "se", "eca"],
                    choices=[v for v in VARIANTS if v != "sa-eager"], metavar="VARIANT")

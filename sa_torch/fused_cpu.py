@@ -196,19 +196,19 @@ void backward_nchw(const real *gy, const real *x, const real *gate, const real *
                                     case 64: call(64); break; case 128: call(128); break; default: call(c); }
 
 INLINE void forward_cl_image(const real *v, long n, long c, const real *pr, long kk, double eps, real *o,
-                             real *g, real *coef, long i0, long bc, real *b1, double *s1) {
-    real *b2 = b1 + c;
+                             real *g, real *coef, long i0, long bc, double *s1) {
     double *s2 = s1 + c;
     long h = c / 2;
     memset(s1, 0, 2 * c * sizeof(double));
     for (long p0 = 0; p0 < n; p0 += ROWS) {
         long p1 = p0 + ROWS < n ? p0 + ROWS : n;
-        memset(b1, 0, 2 * c * sizeof(real));
+        real acc1[c], acc2[c];                /* in registers where c is a constant */
+        for (long k = 0; k < c; k++) acc1[k] = acc2[k] = 0;
         for (long p = p0; p < p1; p++) {
             #pragma omp simd
-            for (long k = 0; k < c; k++) { real d = v[p * c + k] - v[k]; b1[k] += d; b2[k] += d * d; }
+            for (long k = 0; k < c; k++) { real d = v[p * c + k] - v[k]; acc1[k] += d; acc2[k] += d * d; }
         }
-        for (long k = 0; k < c; k++) { s1[k] += b1[k]; s2[k] += b2[k]; }
+        for (long k = 0; k < c; k++) { s1[k] += acc1[k]; s2[k] += acc2[k]; }
     }
     for (long ch = 0; ch < c; ch++) finish_stats(v[ch], s1[ch], s2[ch], n, eps, pr, kk, ch, coef, i0 + ch, bc);
     const real *a = coef + 2 * bc + i0, *t = coef + 3 * bc + i0;
@@ -226,40 +226,40 @@ void forward_cl(const real *x, long b, long n, long c, const real *pr, long k, d
                 real *gate, real *coef, int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        real *b1 = malloc(2 * c * sizeof(real));
         double *s1 = malloc(2 * c * sizeof(double));
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
 #define FORWARD(width) forward_cl_image(x + at, n, width, pr, k, eps, out + at, gate + at, coef, im * c, b * c, \
-                                        b1, s1)
+                                        s1)
             BY_WIDTH(FORWARD)
         }
-        free(b1); free(s1);
+        free(s1);
     }
 }
 
 INLINE void backward_cl_image(const real *d, const real *v, const real *g, const real *coef, long n, long c,
-                              long i0, long bc, real *o, real *sz, real *szx, real *b1, double *s1) {
-    real *b2 = b1 + c, *u = b2 + c, *w = u + c;
+                              long i0, long bc, real *o, real *sz, real *szx, real *u, double *s1) {
+    real *w = u + c;
     double *s2 = s1 + c;
     long h = c / 2;
     const real *a = coef + 2 * bc + i0;
     memset(s1, 0, 2 * c * sizeof(double));
     for (long p0 = 0; p0 < n; p0 += ROWS) {
         long p1 = p0 + ROWS < n ? p0 + ROWS : n;
-        memset(b1, 0, 2 * c * sizeof(real));
+        real acc1[c], acc2[c];                /* in registers where c is a constant */
+        for (long k = 0; k < c; k++) acc1[k] = acc2[k] = 0;
         for (long p = p0; p < p1; p++) {
             const real *xr = v + p * c, *dr = d + p * c, *gr = g + p * c;
             #pragma omp simd
             for (long j = 0; j < h; j++) {
                 real z0 = dr[2 * j] * xr[j] * gr[j] * (1 - gr[j]);
                 real z1 = dr[2 * j + 1] * xr[j + h] * gr[j + h] * (1 - gr[j + h]);
-                b1[j] += z0; b2[j] += z0 * xr[j];
-                b1[j + h] += z1; b2[j + h] += z1 * xr[j + h];
+                acc1[j] += z0; acc2[j] += z0 * xr[j];
+                acc1[j + h] += z1; acc2[j + h] += z1 * xr[j + h];
             }
         }
-        for (long k = 0; k < c; k++) { s1[k] += b1[k]; s2[k] += b2[k]; }
+        for (long k = 0; k < c; k++) { s1[k] += acc1[k]; s2[k] += acc2[k]; }
     }
     for (long k = 0; k < c; k++) {
         finish_grad(s1[k], s2[k], n, coef, i0 + k, bc, &u[k], &w[k]);
@@ -281,16 +281,16 @@ void backward_cl(const real *gy, const real *x, const real *gate, const real *co
                  long c, const real *pr, long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        real *b1 = malloc(4 * c * sizeof(real));
+        real *uw = malloc(2 * c * sizeof(real));
         double *s1 = malloc(2 * c * sizeof(double));
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
 #define BACKWARD(width) backward_cl_image(gy + at, x + at, gate + at, coef, n, width, im * c, b * c, dx + at, \
-                                          sz, szx, b1, s1)
+                                          sz, szx, uw, s1)
             BY_WIDTH(BACKWARD)
         }
-        free(b1); free(s1);
+        free(uw); free(s1);
     }
     parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
