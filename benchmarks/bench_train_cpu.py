@@ -153,8 +153,11 @@ def main(argv=None) -> int:
     p.add_argument("--channels-last", choices=list(LAYOUTS), default="both")
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile mode (default, reduce-overhead, ...)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
     p.add_argument("--out", default=None, help="write a markdown report here")
     args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = pick_device(args.device)
     if device.type == "cpu":
         torch.set_flush_denormal(True)
