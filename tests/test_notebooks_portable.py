@@ -4,8 +4,8 @@ The ordinary nbval run (the same `pytest` command) checks the lessons as this ma
 These tests run them again under nbval, in a subprocess, the way two other machines would:
 
 - with the CPU kernels capped (:func:`other_cpu_kernels`: `ATEN_CPU_CAPABILITY=avx2
-  ONEDNN_MAX_CPU_ISA=AVX2`, and ATen's unvectorised kernels where the CPU has no more than AVX2, so
-  that the cap is never a no-op), which changes the rounding of a training run about as much as
+  ONEDNN_MAX_CPU_ISA=AVX2`, or ATen's unvectorised kernels where that cap rounds as this CPU does,
+  so that the cap is never a no-op), which changes the rounding of a training run about as much as
   another CPU does (seeded training on an Intel Xeon gave other digits than on the AMD EPYC the
   outputs were stored on);
 - and, in the same run, without the CIFAR-10 copy (`SA_CIFAR_DATA` pointing at a missing path,
@@ -19,6 +19,7 @@ else runs (it trains two networks), lesson 07 under half a minute.
 """
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -34,17 +35,30 @@ ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ["notebooks/06_sa_resnet_cifar.ipynb", "notebooks/07_seeing_attention.ipynb"]
 
 
+#: Sums that a training run's rounding rests on: a long float32 reduction and a convolution.
+PROBE = ("import torch; torch.manual_seed(0); x = torch.randn(1_000_003); a = torch.randn(64, 3, 32, 32); "
+         "w = torch.randn(16, 3, 3, 3); print(x.sum().item(), torch.nn.functional.conv2d(a, w).sum().item())")
+#: Caps to try, in turn: AVX2 (an AVX-512 CPU computing like an AVX2 one), then ATen's
+#: unvectorised kernels (for an AVX2 CPU, or an AVX-512 one whose AVX2 kernels round alike).
+CAPS = [{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+        {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "AVX2"}]
+
+
+def probe(caps: dict[str, str]) -> str:
+    """PROBE's output in a fresh process under ``caps`` ({} for this CPU's own kernels)."""
+    own = {k: v for k, v in os.environ.items() if k not in CAPS[0]}
+    return subprocess.run([sys.executable, "-c", PROBE], env={**own, **caps}, capture_output=True, text=True,
+                          check=True, timeout=300).stdout
+
+
+@functools.cache
 def other_cpu_kernels() -> dict[str, str]:
-    """Kernel caps under which this CPU rounds like another one: AVX2 where it has AVX-512 (an
-    Intel Xeon computing like the course's AVX2 machine), and ATen's unvectorised kernels where
-    AVX2 is all it has, since capping at AVX2 would change nothing there."""
-    import torch
-
-    aten = "avx2" if torch.backends.cpu.get_cpu_capability().startswith("AVX512") else "default"
-    return {"ATEN_CPU_CAPABILITY": aten, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-
-
-CAPPED_KERNELS = other_cpu_kernels()
+    """The first of CAPS under which this CPU rounds differently from its own kernels, so the
+    capped runs never merely repeat the ordinary one (on an AMD EPYC with AVX-512, capping at
+    AVX2 gave the very same bits; on an AVX2 EPYC it is a no-op). The last when none does:
+    the test below then fails and says so."""
+    own = probe({})
+    return next((caps for caps in CAPS if probe(caps) != own), CAPS[-1])
 
 
 def run_nbval(notebook: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -61,8 +75,9 @@ def assert_passed(result: subprocess.CompletedProcess, notebook: str, how: str) 
 @pytest.mark.parametrize("notebook", LESSONS, ids=lambda p: Path(p).stem)
 def test_lesson_passes_nbval_with_capped_kernels_and_no_data(notebook, tmp_path):
     missing = tmp_path / "no-cifar10-here"
-    result = run_nbval(notebook, {**CAPPED_KERNELS, "SA_CIFAR_DATA": str(missing)})
-    assert_passed(result, notebook, f"with the CPU kernels capped ({CAPPED_KERNELS}) and no CIFAR-10 (stand-in data)")
+    caps = other_cpu_kernels()
+    result = run_nbval(notebook, {**caps, "SA_CIFAR_DATA": str(missing)})
+    assert_passed(result, notebook, f"with the CPU kernels capped ({caps}) and no CIFAR-10 (stand-in data)")
 
 
 # Lesson 07 only: lesson 06 trains two networks (minutes per run), and its trained numbers go
@@ -71,17 +86,16 @@ def test_lesson_07_passes_nbval_with_capped_kernels_and_the_data():
     notebook = LESSONS[1]
     if not default_data_path().exists():
         pytest.skip(f"no CIFAR-10 copy at {default_data_path()}: the data-present run needs it")
-    result = run_nbval(notebook, CAPPED_KERNELS)
-    assert_passed(result, notebook, f"with the CPU kernels capped ({CAPPED_KERNELS}) and the CIFAR-10 copy")
+    caps = other_cpu_kernels()
+    result = run_nbval(notebook, caps)
+    assert_passed(result, notebook, f"with the CPU kernels capped ({caps}) and the CIFAR-10 copy")
 
 
 def test_capped_kernels_round_differently_from_this_cpus_own():
     """Otherwise the capped runs above would only repeat the ordinary nbval run."""
-    probe = "import torch; torch.manual_seed(0); print(torch.randn(1_000_003).sum().item())"
-    own = {k: v for k, v in os.environ.items() if k not in CAPPED_KERNELS}      # this CPU's own kernels
-    sums = [subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True,
-                           check=True).stdout for env in (own, {**own, **CAPPED_KERNELS})]
-    assert sums[0] != sums[1], f"the same float32 sum with and without {CAPPED_KERNELS}: {sums[0]}"
+    caps = other_cpu_kernels()
+    own, capped = probe({}), probe(caps)
+    assert own != capped, f"the same sums with and without {caps} (and every other cap in CAPS): {own}"
 
 
 # How the stored outputs for each data source are kept and chosen (quick: no kernel is started).
