@@ -24,6 +24,7 @@ import time
 
 import torch
 
+from report import add_report_arguments, check_report_path, write_report
 from bench_train_cpu import VARIANTS, device_info, make_runner
 
 LAYOUTS = {"on": ["channels_last"], "off": ["NCHW"], "both": ["NCHW", "channels_last"]}
@@ -85,10 +86,11 @@ def main(argv=None) -> int:
     p.add_argument("--attention", nargs="+", default=["none", "sa", "sa-unfused", "se", "eca"],
                    choices=[v for v in VARIANTS if v != "sa-eager"], metavar="VARIANT")
     p.add_argument("--channels-last", choices=list(LAYOUTS), default="both")
-    p.add_argument("--out", default=None, help="write a markdown report here")
+    add_report_arguments(p)
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--one-layout", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    check_report_path(args)
     if args.one:
         print(json.dumps(measure_one(args)))
         return 0
@@ -116,9 +118,7 @@ def main(argv=None) -> int:
                      f"{1000 * r['step_s']:.0f} | {r['compile_s']:.1f} |")
     text = "\n".join(lines) + "\n"
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(f"# torch.compile time on the CPU: SA vs plain, SE and ECA\n\n{text}")
+    write_report(args, f"# torch.compile time on the CPU: SA vs plain, SE and ECA\n\n{text}")
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from report import add_report_arguments, check_report_path, write_report
 from sa_numpy import random_params, sa_backward_fused, sa_forward_fused
 from sa_torch import SALayer
 
@@ -116,12 +117,13 @@ def verdict(rows) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", help="write the table, with how it was made, to this markdown file")
+    add_report_arguments(parser, "the table, with how it was made, as markdown")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per number (median)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing")
     parser.add_argument("--runs", type=int, default=2,
                         help="run the whole benchmark this many times and keep the run with the lowest total time")
     args = parser.parse_args(argv)
+    check_report_path(args)
 
     runs = []
     for run in range(args.runs):
@@ -147,8 +149,7 @@ def main(argv=None) -> None:
             f"the whole benchmark ran {args.runs} times and this is the run with the lowest total time",
             "- NumPy: `sa_forward_fused` + `sa_backward_fused` (fused); torch: `sa_torch.SALayer` forward + "
             "`backward` (autograd), at 1 and 2 threads (`torch.set_num_threads`)", ""])
-        with open(args.out, "w") as f:
-            f.write(header + "\n" + text + "\n\n" + verdict(rows) + "\n")
+        write_report(args, header + "\n" + text + "\n\n" + verdict(rows) + "\n")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from report import add_report_arguments, check_report_path, write_report
 from sa_torch import fused
 from sa_torch.data import DeviceData
 from sa_torch.models import build_model
@@ -154,8 +155,9 @@ def main(argv=None) -> int:
     p.add_argument("--compile", nargs="?", const="default", default=None, metavar="MODE",
                    help="torch.compile mode (default, reduce-overhead, ...)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own)")
-    p.add_argument("--out", default=None, help="write a markdown report here")
+    add_report_arguments(p)
     args = p.parse_args(argv)
+    check_report_path(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -174,9 +176,7 @@ def main(argv=None) -> int:
               f"{args.rounds} rounds x {args.steps} steps after {args.warmup} warmup steps; median step time", ""]
     text = "\n".join(header) + "\n" + report(args, times, warmup)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(f"# Training throughput: SA vs plain, SE and ECA\n\n{text}")
+    write_report(args, f"# Training throughput: SA vs plain, SE and ECA\n\n{text}")
     return 0
 
 

@@ -17,6 +17,7 @@ import sys
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from report import add_report_arguments, check_report_path, write_report
 from bench_train_cpu import LAYOUTS, VARIANTS, device_info, make_runner
 from sa_torch.train import pick_device
 
@@ -53,8 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--rows", type=int, default=12)
     p.add_argument("--attention", nargs="+", default=["sa"], choices=list(VARIANTS), metavar="VARIANT")
     p.add_argument("--channels-last", choices=list(LAYOUTS), default="both")
-    p.add_argument("--out", default=None)
+    add_report_arguments(p)
     args = p.parse_args(argv)
+    check_report_path(args)
     device = pick_device("cpu")
     torch.set_flush_denormal(True)
     lines = [f"- command: `python benchmarks/profile_train_cpu.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
@@ -70,9 +72,7 @@ def main(argv=None) -> int:
             lines += table(events, total, args.steps, args.rows) + [""]
     text = "\n".join(lines)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(f"# Profile of a CPU training step\n\n{text}")
+    write_report(args, f"# Profile of a CPU training step\n\n{text}")
     return 0
 
 

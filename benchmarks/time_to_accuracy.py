@@ -14,6 +14,8 @@ import json
 import sys
 from pathlib import Path
 
+from report import add_report_arguments, check_report_path, write_report
+
 
 def summarize(run: Path, target: float, budget: float) -> dict:
     rows = json.loads((run / "metrics.json").read_text())
@@ -40,16 +42,16 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--target", type=float, default=0.91, help="test accuracy, as a fraction")
     p.add_argument("--budget", type=float, default=60.0, help="seconds of wall-clock")
-    p.add_argument("--out", default=None)
+    add_report_arguments(p)
     args = p.parse_args(argv)
+    check_report_path(args)
     found = [run for run in args.runs if (run / "metrics.json").exists()]
     missing = [str(run) for run in args.runs if run not in found]
     text = table([summarize(run, args.target, args.budget) for run in found], args.target, args.budget)
     if missing:
         text += f"\nNo metrics.json (the run did not finish an epoch): {', '.join(missing)}\n"
     print(text)
-    if args.out:
-        Path(args.out).write_text(text)
+    write_report(args, text)
     return 0
 
 
