@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from statistics import median
 
 import torch
 
@@ -76,12 +77,21 @@ def run_isolated(variant: str, layout: str, args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def spread(values: list[float], fmt: str) -> str:
+    """``median (min-max)``, or the one value."""
+    if len(values) == 1:
+        return format(values[0], fmt)
+    return f"{format(median(values), fmt)} ({format(min(values), fmt)}-{format(max(values), fmt)})"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="resnet20")
     p.add_argument("--groups", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=5, help="compiled steps timed after the first (median)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="rounds over all models, each round in a rotated order; the table gives medians and ranges")
     p.add_argument("--mode", default="default", help="torch.compile mode")
     p.add_argument("--attention", nargs="+", default=["none", "sa", "sa-unfused", "se", "eca"],
                    choices=[v for v in VARIANTS if v != "sa-eager"], metavar="VARIANT")
@@ -96,12 +106,14 @@ def main(argv=None) -> int:
         return 0
     started = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()
-    rows = []
-    for variant in args.attention:
-        for layout in LAYOUTS[args.channels_last]:
+    cases = [(variant, layout) for variant in args.attention for layout in LAYOUTS[args.channels_last]]
+    runs = {case: [] for case in cases}
+    for round_ in range(args.repeats):
+        shift = round_ % len(cases)
+        for variant, layout in cases[shift:] + cases[:shift]:
             start = time.perf_counter()
-            rows.append(run_isolated(variant, layout, args))
-            print(f"{variant} {layout}: compile {rows[-1]['compile_s']:.1f} s "
+            runs[variant, layout].append(run_isolated(variant, layout, args))
+            print(f"round {round_ + 1}: {variant} {layout}: compile {runs[variant, layout][-1]['compile_s']:.1f} s "
                   f"({time.perf_counter() - start:.0f} s with start-up)", file=sys.stderr)
     minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
     lines = [f"- command: `python benchmarks/bench_compile_cpu.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
@@ -110,12 +122,17 @@ def main(argv=None) -> int:
              f"- device: {device_info(torch.device('cpu'))}; torch {torch.__version__}; "
              f"{sys.version.split()[0]}; compiler cache empty for every row",
              f"- model {args.model}, groups {args.groups}, batch {args.batch_size}, mode {args.mode}; "
-             f"a training step = forward, backward, SGD step", "",
-             "| model | layout | ops in the forward graph | first step (s) | compiled step (ms) | compile (s) |",
-             "|---|---|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['variant']} | {r['layout']} | {r['ops']} | {r['first_step_s']:.1f} | "
-                     f"{1000 * r['step_s']:.0f} | {r['compile_s']:.1f} |")
+             f"a training step = forward, backward, SGD step; {args.repeats} round(s) over the models, each "
+             f"in a rotated order; median (min-max) over the rounds", "",
+             "| model | layout | ops in the forward graph | first step (s) | compiled step (ms) | compile (s) | "
+             "compile / plain's |", "|---|---|---:|---:|---:|---:|---:|"]
+    plain = {layout: median([r["compile_s"] for r in rs]) for (variant, layout), rs in runs.items()
+             if variant == "none"}
+    for (variant, layout), rs in runs.items():
+        compile_s = [r["compile_s"] for r in rs]
+        ratio = f"{median(compile_s) / plain[layout]:.2f}x" if layout in plain else "n/a"
+        lines.append(f"| {variant} | {layout} | {rs[0]['ops']} | {median([r['first_step_s'] for r in rs]):.1f} | "
+                     f"{spread([1000 * r['step_s'] for r in rs], '.0f')} | {spread(compile_s, '.1f')} | {ratio} |")
     text = "\n".join(lines) + "\n"
     print(text)
     write_report(args, f"# torch.compile time on the CPU: SA vs plain, SE and ECA\n\n{text}")
