@@ -100,6 +100,9 @@ def main(argv=None) -> int:
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--one-layout", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for flag in ("steps", "repeats", "batch_size"):
+        if getattr(args, flag) < 1:
+            p.error(f"--{flag.replace('_', '-')}={getattr(args, flag)} must be at least 1")
     check_report_path(args)
     if args.one:
         print(json.dumps(measure_one(args)))

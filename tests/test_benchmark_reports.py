@@ -1,4 +1,5 @@
-"""The benchmarks never write over an existing report unless told to (--overwrite)."""
+"""The benchmarks' command lines: they never write over an existing report unless told to
+(--overwrite), and they refuse counts that would leave nothing to measure."""
 from __future__ import annotations
 
 import subprocess
@@ -34,3 +35,11 @@ def test_overwrite_replaces_the_report(tmp_path):
     done = run("time_to_accuracy.py", str(tmp_path / "no-run"), "--out", str(report), "--overwrite")
     assert done.returncode == 0, done.stderr
     assert "No metrics.json" in report.read_text() and "an earlier run" not in report.read_text()
+
+
+@pytest.mark.parametrize("script, flag", [("bench_compile_cpu.py", "--repeats"), ("bench_compile_cpu.py", "--steps"),
+                                          ("page_faults_cpu.py", "--steps")])
+def test_a_count_below_one_is_refused_naming_the_value(script, flag):
+    done = run(script, flag, "0")
+    assert done.returncode == 2
+    assert f"{flag}=0" in done.stderr and "must" in done.stderr and "at least 1" in done.stderr

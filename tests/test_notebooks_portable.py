@@ -45,10 +45,16 @@ CAPS = [{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
 
 
 def probe(caps: dict[str, str]) -> str:
-    """PROBE's output in a fresh process under ``caps`` ({} for this CPU's own kernels)."""
+    """PROBE's output in a fresh process under ``caps`` ({} for this CPU's own kernels); each
+    set of caps is probed once per test session."""
+    return _probe(tuple(sorted(caps.items())))
+
+
+@functools.cache
+def _probe(caps: tuple[tuple[str, str], ...]) -> str:
     own = {k: v for k, v in os.environ.items() if k not in CAPS[0]}
-    return subprocess.run([sys.executable, "-c", PROBE], env={**own, **caps}, capture_output=True, text=True,
-                          check=True, timeout=300).stdout
+    return subprocess.run([sys.executable, "-c", PROBE], env={**own, **dict(caps)}, capture_output=True,
+                          text=True, check=True, timeout=300).stdout
 
 
 @functools.cache
