@@ -18,6 +18,9 @@ from playwright.sync_api import expect
 from sa_numpy import SALayer
 
 RUN_TIMEOUT_S = 240
+#: The kernel indicator says "unknown" this long: the page has lost its kernel connection (seen in
+#: CI after a restart, with "Replacing stale connection" in the server log), so stop waiting.
+LOST_KERNEL_S = 45
 expect.set_options(timeout=60_000)   # a redraw goes through the kernel; the machine may be busy
 STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
 #: A raised exception, as JupyterLab renders it (stderr) in the output area.
@@ -40,11 +43,19 @@ def wait_until_idle(page, timeout_s: float = RUN_TIMEOUT_S, lab=None) -> None:
     idle = ('() => document.querySelector(".jp-Notebook-ExecutionIndicator")?.dataset.status === "idle"'
             ' && ![...document.querySelectorAll(".jp-InputArea-prompt")]'
             '.some(p => p.textContent.includes("*"))')
+    unknown = '() => document.querySelector(".jp-Notebook-ExecutionIndicator")?.dataset.status === "unknown"'
     deadline = time.monotonic() + timeout_s
-    settled = 0
+    settled, lost_since = 0, None
     while settled < 2:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if now > deadline:
             raise StillRunning(f"the notebook was still running after {timeout_s}s\n{page_state(page, lab)}")
+        if page.evaluate(unknown):
+            lost_since = lost_since or now
+            if now - lost_since > LOST_KERNEL_S:
+                raise StillRunning(f"the page lost its kernel connection for {LOST_KERNEL_S}s\n{page_state(page, lab)}")
+        else:
+            lost_since = None
         settled = settled + 1 if page.evaluate(idle) else 0
         time.sleep(0.5)
 
@@ -101,9 +112,9 @@ def restart_and_run_all(page, lab, screenshot, notebook: str, name: str) -> None
 def run_all_and_check(page, lab, screenshot, notebook: str, name: str) -> None:
     """Restart and run all, and assert that every cell ran and shows no error.
 
-    A run that does not settle is tried once more in a fresh workspace: Jupyter's websocket
-    can lose a message when a kernel restarts (the server log then shows "Replacing stale
-    connection"), which leaves a cell queued for ever. The first try's state is reported as
+    A run that does not settle is tried once more in a fresh workspace: when a kernel restarts,
+    the page can lose its kernel connection (the server log shows "Replacing stale connection",
+    the indicator stays "unknown" and every cell stays queued; seen twice in full CI runs). The first try's state is reported as
     a warning; a notebook that hangs or fails every time still fails."""
     try:
         restart_and_run_all(page, lab, screenshot, notebook, name)
