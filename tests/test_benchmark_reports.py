@@ -38,7 +38,7 @@ def test_overwrite_replaces_the_report(tmp_path):
 
 
 @pytest.mark.parametrize("script, flag", [("bench_compile_cpu.py", "--repeats"), ("bench_compile_cpu.py", "--steps"),
-                                          ("page_faults_cpu.py", "--steps")])
+                                          ("page_faults_cpu.py", "--steps"), ("sa_kernels_cpu.py", "--repeats")])
 def test_a_count_below_one_is_refused_naming_the_value(script, flag):
     done = run(script, flag, "0")
     assert done.returncode == 2
