@@ -10,23 +10,13 @@ torch's thread count.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
+from bench_sa import median_ms
 from sa_torch import fused_cpu
 
 STAGES = [(16, 32), (32, 16), (64, 8)]          # (channels, height = width) of ResNet-20's stages
-
-
-def median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1000 * sorted(times)[repeats // 2]
 
 
 def main(argv=None) -> int:
@@ -53,9 +43,9 @@ def main(argv=None) -> int:
             x = torch.randn(args.batch_size, channels, size, size).contiguous(memory_format=layout)
             out, gy, dx = torch.empty_like(x), torch.randn_like(x), torch.empty_like(x)
             coef, gate = fused_cpu.forward(x, params, args.groups, 1e-5, out)
-            forward = median_ms(lambda: fused_cpu.forward(x, params, args.groups, 1e-5, out), args.repeats)
-            backward = median_ms(lambda: fused_cpu.backward(gy, x, coef, gate, params, args.groups, dx), args.repeats)
-            copy = median_ms(lambda: dx.copy_(x), args.repeats)
+            forward = median_ms(lambda: fused_cpu.forward(x, params, args.groups, 1e-5, out), args.repeats, 1)
+            backward = median_ms(lambda: fused_cpu.backward(gy, x, coef, gate, params, args.groups, dx), args.repeats, 1)
+            copy = median_ms(lambda: dx.copy_(x), args.repeats, 1)
             name = "channels_last" if layout is torch.channels_last else "NCHW"
             totals[name] = totals.get(name, 0.0) + 3 * (forward + backward)      # three SA blocks a stage
             print(f"| {channels} | {size} | {name} | {forward:.2f} | {backward:.2f} | {copy:.2f} |")
