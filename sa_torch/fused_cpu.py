@@ -5,16 +5,21 @@ over the (B, C, H, W) map: statistics, gate, gradient sums, dx. Here each direct
 C function that takes the map in pieces small enough to stay in cache and runs both of its
 passes on a piece before moving on: a channel row of N = H*W values in NCHW (its statistics
 need nothing else), a whole image (N, C) in channels_last. So x is read from memory once
-forward, and gy, x and the gate once backward. The per-channel coefficients between the two
-passes (rstd, alpha, beta; u, w) are the formulas of :mod:`sa_torch.fused`, in C.
+forward, and gy and x once backward. The per-channel coefficients between the two passes
+(rstd, alpha, beta; u, w) are the formulas of :mod:`sa_torch.fused`, in C.
 
 - :func:`forward`:  coef (5, B, C) = mean, rstd, alpha, beta, P - alpha; out[shuffled] =
-  x g with g = sigmoid(alpha x + beta); the gate g is stored for the backward (the sigmoid
-  is the costly part on a CPU); where alpha is 0 (a channel gate: one value), the NCHW
-  backward recomputes it from beta and reads neither g nor x for dx.
-- :func:`backward`: Sz = sum(gz), Szx = sum(gz x) with gz = gy x g (1 - g), gy read at the
-  shuffled channel; then dx = gy g (1 + alpha x (1 - g)) + u x + w; and the six parameter
-  gradients, summed over samples and groups in a fixed order.
+  x g with g = sigmoid(alpha x + beta). Nothing but coef is saved: the gate is not stored.
+- :func:`backward`: recomputes g for a piece (a row or an image, into a buffer of the
+  thread's that stays in cache); Sz = sum(gz), Szx = sum(gz x) with gz = gy x g (1 - g), gy
+  read at the shuffled channel; then dx = gy g (1 + alpha x (1 - g)) + u x + w; and the six
+  parameter gradients, summed over samples and groups in a fixed order. Where alpha is 0 (a
+  channel gate: one value a channel), the NCHW functions compute that one sigmoid only.
+
+Why recompute: storing the gate costs a fresh (B, C, H, W) map a layer, written forward and
+read backward, and in a training step a fresh map is the expensive part (the allocator hands
+back new pages, which the kernel zeroes on first touch), dearer than a second sigmoid; the
+measurement is in ``docs/results/cpu_throughput.md``.
 
 x is float32 or float64, dense in NCHW or channels_last, and so are gy, out and dx; apq and
 coef have x's dtype. Sums run in blocks of ``real`` added into doubles; the variance uses
@@ -122,7 +127,7 @@ static inline void finish_grad(double sz, double szx, long n, const real *coef, 
 
 /* ---- NCHW: row r = b*C + c holds the N values of one channel ---- */
 void forward_nchw(const real *x, long b, long c, long n, const real *pr, long k, double eps, real *out,
-                  real *gate, real *coef, int threads) {
+                  real *coef, int threads) {
     long bc = b * c;
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long r = 0; r < bc; r++) {
@@ -137,26 +142,29 @@ void forward_nchw(const real *x, long b, long c, long n, const real *pr, long k,
         }
         finish_stats(s, s1, s2, n, eps, pr, k, r % c, coef, r, bc);
         real a = coef[2 * bc + r], t = coef[3 * bc + r];
-        real *o = out + ((r / c) * c + shuf(r % c, c / 2)) * n, *g = gate + r * n;
-        if (a == 0) {                       /* a channel gate: one value (stored all the same) */
+        real *o = out + ((r / c) * c + shuf(r % c, c / 2)) * n;
+        if (a == 0) {                       /* a channel gate: one value */
             real g0 = sig(t);
             #pragma omp simd
-            for (long i = 0; i < n; i++) { g[i] = g0; o[i] = v[i] * g0; }
+            for (long i = 0; i < n; i++) o[i] = v[i] * g0;
         } else {
             #pragma omp simd
-            for (long i = 0; i < n; i++) { g[i] = sig(a * v[i] + t); o[i] = v[i] * g[i]; }
+            for (long i = 0; i < n; i++) o[i] = v[i] * sig(a * v[i] + t);
         }
     }
 }
 
-void backward_nchw(const real *gy, const real *x, const real *gate, const real *coef, long b, long c,
-                   long n, const real *pr, long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+void backward_nchw(const real *gy, const real *x, const real *coef, long b, long c, long n, const real *pr,
+                   long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
     long bc = b * c;
-    #pragma omp parallel for num_threads(threads) schedule(static)
+    #pragma omp parallel num_threads(threads)
+    {
+    real *g = malloc(n * sizeof(real));     /* one row's gate, recomputed once, used by both passes */
+    #pragma omp for schedule(static)
     for (long r = 0; r < bc; r++) {
-        const real *v = x + r * n, *g = gate + r * n, a = coef[2 * bc + r];
+        const real *v = x + r * n, a = coef[2 * bc + r], t = coef[3 * bc + r];
         const real *d = gy + ((r / c) * c + shuf(r % c, c / 2)) * n;
-        real *o = dx + r * n, u, w, g0 = sig(coef[3 * bc + r]);
+        real *o = dx + r * n, u, w, g0 = sig(t);
         double s1 = 0, s2 = 0;
         for (long i0 = 0; i0 < n; i0 += BLOCK) {
             long i1 = i0 + BLOCK < n ? i0 + BLOCK : n;
@@ -167,8 +175,8 @@ void backward_nchw(const real *gy, const real *x, const real *gate, const real *
             } else {
                 #pragma omp simd reduction(+:b1, b2)
                 for (long i = i0; i < i1; i++) {
-                    real z = d[i] * v[i] * g[i] * (1 - g[i]);
-                    b1 += z; b2 += z * v[i];
+                    real gi = sig(a * v[i] + t), z = d[i] * v[i] * gi * (1 - gi);
+                    g[i] = gi; b1 += z; b2 += z * v[i];
                 }
             }
             s1 += b1; s2 += b2;
@@ -184,6 +192,8 @@ void backward_nchw(const real *gy, const real *x, const real *gate, const real *
             for (long i = 0; i < n; i++) o[i] = d[i] * g[i] * (1 + a * v[i] * (1 - g[i])) + u * v[i] + w;
         }
     }
+    free(g);
+    }
     parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
 
@@ -196,7 +206,7 @@ void backward_nchw(const real *gy, const real *x, const real *gate, const real *
                                     case 64: call(64); break; case 128: call(128); break; default: call(c); }
 
 INLINE void forward_cl_image(const real *v, long n, long c, const real *pr, long kk, double eps, real *o,
-                             real *g, real *coef, long i0, long bc, double *s1) {
+                             real *coef, long i0, long bc, double *s1) {
     double *s2 = s1 + c;
     long h = c / 2;
     memset(s1, 0, 2 * c * sizeof(double));
@@ -214,7 +224,7 @@ INLINE void forward_cl_image(const real *v, long n, long c, const real *pr, long
     const real *a = coef + 2 * bc + i0, *t = coef + 3 * bc + i0;
     for (long p = 0; p < n; p++) {
         const real *row = v + p * c;
-        real *gr = g + p * c, *orow = o + p * c;
+        real gr[c], *orow = o + p * c;
         #pragma omp simd
         for (long k = 0; k < c; k++) gr[k] = sig(a[k] * row[k] + t[k]);
         #pragma omp simd
@@ -223,27 +233,30 @@ INLINE void forward_cl_image(const real *v, long n, long c, const real *pr, long
 }
 
 void forward_cl(const real *x, long b, long n, long c, const real *pr, long k, double eps, real *out,
-                real *gate, real *coef, int threads) {
+                real *coef, int threads) {
     #pragma omp parallel num_threads(threads)
     {
         double *s1 = malloc(2 * c * sizeof(double));
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
-#define FORWARD(width) forward_cl_image(x + at, n, width, pr, k, eps, out + at, gate + at, coef, im * c, b * c, \
-                                        s1)
+#define FORWARD(width) forward_cl_image(x + at, n, width, pr, k, eps, out + at, coef, im * c, b * c, s1)
             BY_WIDTH(FORWARD)
         }
         free(s1);
     }
 }
 
-INLINE void backward_cl_image(const real *d, const real *v, const real *g, const real *coef, long n, long c,
+INLINE void backward_cl_image(const real *d, const real *v, real *g, const real *coef, long n, long c,
                               long i0, long bc, real *o, real *sz, real *szx, real *u, double *s1) {
     real *w = u + c;
     double *s2 = s1 + c;
     long h = c / 2;
-    const real *a = coef + 2 * bc + i0;
+    const real *a = coef + 2 * bc + i0, *t = coef + 3 * bc + i0;
+    for (long p = 0; p < n; p++) {            /* the image's gate, recomputed once for both passes */
+        #pragma omp simd
+        for (long k = 0; k < c; k++) g[p * c + k] = sig(a[k] * v[p * c + k] + t[k]);
+    }
     memset(s1, 0, 2 * c * sizeof(double));
     for (long p0 = 0; p0 < n; p0 += ROWS) {
         long p1 = p0 + ROWS < n ? p0 + ROWS : n;
@@ -277,20 +290,20 @@ INLINE void backward_cl_image(const real *d, const real *v, const real *g, const
     }
 }
 
-void backward_cl(const real *gy, const real *x, const real *gate, const real *coef, long b, long n,
-                 long c, const real *pr, long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+void backward_cl(const real *gy, const real *x, const real *coef, long b, long n, long c, const real *pr,
+                 long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
     #pragma omp parallel num_threads(threads)
     {
-        real *uw = malloc(2 * c * sizeof(real));
+        real *uw = malloc(2 * c * sizeof(real)), *gate = malloc(n * c * sizeof(real));
         double *s1 = malloc(2 * c * sizeof(double));
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
-#define BACKWARD(width) backward_cl_image(gy + at, x + at, gate + at, coef, n, width, im * c, b * c, dx + at, \
+#define BACKWARD(width) backward_cl_image(gy + at, x + at, gate, coef, n, width, im * c, b * c, dx + at, \
                                           sz, szx, uw, s1)
             BY_WIDTH(BACKWARD)
         }
-        free(uw); free(s1);
+        free(uw); free(gate); free(s1);
     }
     parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
@@ -299,7 +312,7 @@ void backward_cl(const real *gy, const real *x, const real *gate, const real *co
 # -fno-trapping-math lets gcc vectorise the sigmoid loops (it does not touch denormals or NaNs)
 FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared"]
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
-STORES_GATE = True                 # the sigmoid is the costly part on a CPU: compute it once
+STORES_GATE = False                # recomputing the gate is cheaper than a fresh map a layer
 GRAIN = 32768                      # values per thread at least, as ATen's parallel_for
 _libraries: dict | None = None
 _failure: str | None = None
@@ -379,11 +392,11 @@ def _name(kernel: str, x: torch.Tensor) -> str:
 
 def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out: torch.Tensor
             ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Writes out; returns coef (5, B, C) and the gate (B, C, H, W), saved for the backward.
+    """Writes out; returns coef (5, B, C) and an empty tensor (no gate is saved for the backward).
     params: (6, K) of x's dtype, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias."""
-    coef, gate = x.new_empty((5, *x.shape[:2])), torch.empty_like(x)
-    _call(_name("forward", x), x, x, *_dims(x), params.contiguous(), params.shape[1], float(eps), out, gate, coef)
-    return coef, gate
+    coef = x.new_empty((5, *x.shape[:2]))
+    _call(_name("forward", x), x, x, *_dims(x), params.contiguous(), params.shape[1], float(eps), out, coef)
+    return coef, x.new_empty(0)
 
 
 def backward(gy: torch.Tensor, x: torch.Tensor, coef: torch.Tensor, saved: torch.Tensor, params: torch.Tensor,
@@ -391,6 +404,6 @@ def backward(gy: torch.Tensor, x: torch.Tensor, coef: torch.Tensor, saved: torch
     """Writes dx; returns the parameter gradients (6, K), rows as params."""
     sz, szx = (x.new_empty(x.shape[:2]) for _ in range(2))
     dparams = torch.empty_like(params)
-    _call(_name("backward", x), x, gy, x, saved, coef.contiguous(), *_dims(x), params.contiguous(),
+    _call(_name("backward", x), x, gy, x, coef.contiguous(), *_dims(x), params.contiguous(),
           params.shape[1], dx, sz, szx, dparams)
     return dparams
