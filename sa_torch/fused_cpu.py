@@ -19,7 +19,7 @@ forward, and gy and x once backward. The per-channel coefficients between the tw
 Why recompute: storing the gate costs a fresh (B, C, H, W) map a layer, written forward and
 read backward, and in a training step a fresh map is the expensive part (the allocator hands
 back new pages, which the kernel zeroes on first touch), dearer than a second sigmoid; the
-measurement is in ``docs/results/cpu_throughput.md``.
+measurements are in ``docs/results/cpu_sa_overhead.md`` and ``cpu_throughput.md``.
 
 x is float32 or float64, dense in NCHW or channels_last, and so are gy, out and dx; apq and
 coef have x's dtype. Sums run in blocks of ``real`` added into doubles; the variance uses
@@ -50,6 +50,7 @@ import torch
 
 C_SOURCE = r"""
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,9 +100,10 @@ static inline void finish_stats(real shift, double s1, double s2, long n, double
 
 /* dparams (6, K), rows as pr, from Sz, Szx (B, C): dL/dA = r (Szx - m Sz), dL/dP = m Sz, dL/dQ = Sz,
    summed over b and the groups in a fixed order (the result does not depend on the threads) */
-static void parameter_grads(const real *coef, const real *sz, const real *szx, long b, long c, long k,
-                            const real *pr, real *dparams) {
+static int parameter_grads(const real *coef, const real *sz, const real *szx, long b, long c, long k,
+                           const real *pr, real *dparams) {
     double *acc = calloc(6 * k, sizeof(double));     /* dA, dP, dQ for branch 0, then branch 1 */
+    if (!acc) return 1;
     long bc = b * c;
     for (long i = 0; i < bc; i++) {
         long ch = i % c, j = ch % k, at = ((ch / k) % 2) * 3 * k + j;
@@ -115,6 +117,7 @@ static void parameter_grads(const real *coef, const real *sz, const real *szx, l
         dparams[3 * k + j] = (real)dq1; dparams[4 * k + j] = (real)(da1 * sw); dparams[5 * k + j] = (real)(dq1 * sw);
     }
     free(acc);
+    return 0;
 }
 
 /* u, w of dx = gy g (1 + alpha x (1 - g)) + u x + w, from the sums of element i */
@@ -125,9 +128,12 @@ static inline void finish_grad(double sz, double szx, long n, const real *coef, 
     *u = (real)uu; *w = (real)(sz * pa / n - uu * m);
 }
 
+/* Each function returns 0 when done, or 1, having written nothing, when the buffers it needs cannot
+   be allocated (one block for all threads, each thread its slice). */
+
 /* ---- NCHW: row r = b*C + c holds the N values of one channel ---- */
-void forward_nchw(const real *x, long b, long c, long n, const real *pr, long k, double eps, real *out,
-                  real *coef, int threads) {
+int forward_nchw(const real *x, long b, long c, long n, const real *pr, long k, double eps, real *out,
+                 real *coef, int threads) {
     long bc = b * c;
     #pragma omp parallel for num_threads(threads) schedule(static)
     for (long r = 0; r < bc; r++) {
@@ -152,14 +158,17 @@ void forward_nchw(const real *x, long b, long c, long n, const real *pr, long k,
             for (long i = 0; i < n; i++) o[i] = v[i] * sig(a * v[i] + t);
         }
     }
+    return 0;
 }
 
-void backward_nchw(const real *gy, const real *x, const real *coef, long b, long c, long n, const real *pr,
-                   long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+int backward_nchw(const real *gy, const real *x, const real *coef, long b, long c, long n, const real *pr,
+                  long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
     long bc = b * c;
+    real *pool = malloc(threads * n * sizeof(real));
+    if (!pool) return 1;
     #pragma omp parallel num_threads(threads)
     {
-    real *g = malloc(n * sizeof(real));     /* one row's gate, recomputed once, used by both passes */
+    real *g = pool + omp_get_thread_num() * n;      /* one row's gate, recomputed once for both passes */
     #pragma omp for schedule(static)
     for (long r = 0; r < bc; r++) {
         const real *v = x + r * n, a = coef[2 * bc + r], t = coef[3 * bc + r];
@@ -192,9 +201,9 @@ void backward_nchw(const real *gy, const real *x, const real *coef, long b, long
             for (long i = 0; i < n; i++) o[i] = d[i] * g[i] * (1 + a * v[i] * (1 - g[i])) + u * v[i] + w;
         }
     }
-    free(g);
     }
-    parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
+    free(pool);
+    return parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
 
 /* ---- channels_last: image b is an (N, C) matrix, summed down its columns in blocks of ROWS.
@@ -232,19 +241,22 @@ INLINE void forward_cl_image(const real *v, long n, long c, const real *pr, long
     }
 }
 
-void forward_cl(const real *x, long b, long n, long c, const real *pr, long k, double eps, real *out,
-                real *coef, int threads) {
+int forward_cl(const real *x, long b, long n, long c, const real *pr, long k, double eps, real *out,
+               real *coef, int threads) {
+    double *pool = malloc(threads * 2 * c * sizeof(double));
+    if (!pool) return 1;
     #pragma omp parallel num_threads(threads)
     {
-        double *s1 = malloc(2 * c * sizeof(double));
+        double *s1 = pool + omp_get_thread_num() * 2 * c;
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
 #define FORWARD(width) forward_cl_image(x + at, n, width, pr, k, eps, out + at, coef, im * c, b * c, s1)
             BY_WIDTH(FORWARD)
         }
-        free(s1);
     }
+    free(pool);
+    return 0;
 }
 
 INLINE void backward_cl_image(const real *d, const real *v, real *g, const real *coef, long n, long c,
@@ -290,12 +302,16 @@ INLINE void backward_cl_image(const real *d, const real *v, real *g, const real 
     }
 }
 
-void backward_cl(const real *gy, const real *x, const real *coef, long b, long n, long c, const real *pr,
-                 long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+int backward_cl(const real *gy, const real *x, const real *coef, long b, long n, long c, const real *pr,
+                long k, real *dx, real *sz, real *szx, real *dparams, int threads) {
+    long each = (n + 2) * c;                   /* a thread's image gate, then u and w */
+    real *pool = malloc(threads * each * sizeof(real));
+    double *sums = malloc(threads * 2 * c * sizeof(double));
+    if (!pool || !sums) { free(pool); free(sums); return 1; }
     #pragma omp parallel num_threads(threads)
     {
-        real *uw = malloc(2 * c * sizeof(real)), *gate = malloc(n * c * sizeof(real));
-        double *s1 = malloc(2 * c * sizeof(double));
+        real *gate = pool + omp_get_thread_num() * each, *uw = gate + n * c;
+        double *s1 = sums + omp_get_thread_num() * 2 * c;
         #pragma omp for schedule(static)
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
@@ -303,9 +319,9 @@ void backward_cl(const real *gy, const real *x, const real *coef, long b, long n
                                           sz, szx, uw, s1)
             BY_WIDTH(BACKWARD)
         }
-        free(uw); free(gate); free(s1);
     }
-    parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
+    free(pool); free(sums);
+    return parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
 }
 """
 
@@ -374,7 +390,9 @@ def _call(name: str, x: torch.Tensor, *tensors_and_sizes) -> None:
     args = [ctypes.c_void_p(a.data_ptr()) if isinstance(a, torch.Tensor)
             else ctypes.c_double(a) if isinstance(a, float) else ctypes.c_long(a) for a in tensors_and_sizes]
     threads = min(torch.get_num_threads(), max(1, x.numel() // GRAIN))
-    getattr(_libraries[_DTYPES[x.dtype]], name)(*args, ctypes.c_int(threads))
+    if getattr(_libraries[_DTYPES[x.dtype]], name)(*args, ctypes.c_int(threads)) != 0:
+        raise MemoryError(f"the C kernel {name} could not allocate its buffers for a map of shape "
+                          f"{tuple(x.shape)} on {threads} threads")
 
 
 def _channels_last(x: torch.Tensor) -> bool:

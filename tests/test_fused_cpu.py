@@ -127,3 +127,35 @@ def test_the_kernels_use_torchs_own_openmp_runtime():
     with open("/proc/self/maps") as f:
         runtimes = {line.split()[-1] for line in f if "libgomp" in line}
     assert len(runtimes) == 1, runtimes
+
+
+@pytest.mark.parametrize("name", ["forward_cl", "backward_nchw", "backward_cl"])
+def test_a_kernel_whose_buffers_cannot_be_allocated_returns_1(name):
+    """Buffers for N = 2**50 pixels (forward_cl's: C = 2**50 channels) exceed any address space; with
+    B = 0 nothing else is read."""
+    import ctypes
+    assert fused_cpu.available()
+    tiny = [ctypes.c_void_p(torch.zeros(8).data_ptr()) for _ in range(8)]
+    b, n, c, k = ctypes.c_long(0), ctypes.c_long(2 ** 50), ctypes.c_long(16), ctypes.c_long(2)
+    function = getattr(fused_cpu._libraries["f32"], name)
+    if name == "forward_cl":      # x, b, n, c, params, k, eps, out, coef, threads; its buffers grow with C
+        rc = function(tiny[0], b, ctypes.c_long(4), n, tiny[1], k, ctypes.c_double(1e-5), tiny[2], tiny[3],
+                      ctypes.c_int(1))
+    else:                         # gy, x, coef, b, (c, n | n, c), params, k, dx, sz, szx, dparams, threads
+        sizes = (b, c, n) if name == "backward_nchw" else (b, n, c)
+        rc = function(*tiny[:3], *sizes, tiny[3], k, *tiny[4:8], ctypes.c_int(1))
+    assert rc == 1
+
+
+def test_a_failed_allocation_is_a_memory_error_naming_the_shape(monkeypatch):
+    x, gy, params = random_case((2, 16, 3, 5), 4, torch.float32, True)
+    out, dx = torch.empty_like(x), torch.empty_like(x)
+    coef, saved = fused_cpu.forward(x, params, 4, 1e-5, out)
+    assert fused_cpu.available()
+
+    class Failing:                # every function reports that its buffers could not be had
+        def __getattr__(self, name):
+            return lambda *args: 1
+    monkeypatch.setattr(fused_cpu, "_libraries", {"f32": Failing(), "f64": Failing()})
+    with pytest.raises(MemoryError, match=r"backward_cl could not allocate its buffers .* shape \(2, 16, 3, 5\)"):
+        fused_cpu.backward(gy, x, coef, saved, params, 4, dx)
