@@ -103,12 +103,26 @@ def measure(args, device):
             run(args.warmup)
             runners[(variant, cl)], warmup[(variant, cl)] = run, time.perf_counter() - start
             print(f"warmed up {variant} channels_last={cl} in {warmup[(variant, cl)]:.1f} s", file=sys.stderr)
+    return interleave(runners, args.rounds, args.steps), warmup
+
+
+def interleave(runners: dict, rounds: int, steps: int) -> dict:
+    """{key: [seconds per step, one per round]}: each runner does ``steps`` steps in its turn,
+    round after round, so that load from other processes hits all alike."""
     times = {key: [] for key in runners}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for key, run in runners.items():
-            times[key].append(run(args.steps) / args.steps)
-        print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
-    return times, warmup
+            times[key].append(run(steps) / steps)
+        print(f"round {r + 1}/{rounds}", file=sys.stderr)
+    return times
+
+
+def run_lines(script: str, argv, started: datetime.datetime, load) -> list[str]:
+    """The report's first two lines: the command, and the date, duration and load before."""
+    minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
+    return [f"- command: `python benchmarks/{script} {' '.join(argv if argv is not None else sys.argv[1:])}`",
+            f"- date: {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min; load average before: "
+            f"{'n/a' if load is None else ' '.join(f'{v:.2f}' for v in load)}"]
 
 
 def report(args, times, warmup) -> str:
@@ -166,10 +180,7 @@ def main(argv=None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     times, warmup = measure(args, device)
-    minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
-    header = [f"- command: `python benchmarks/bench_train_cpu.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-              f"- date: {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min; load average before: "
-              f"{'n/a' if load is None else ' '.join(f'{v:.2f}' for v in load)}",
+    header = [*run_lines("bench_train_cpu.py", argv, started, load),
               f"- device: {device_info(device)}; torch {torch.__version__}; flush denormals "
               f"{device.type == 'cpu'}; bf16 autocast {device.type == 'cuda'}",
               f"- model {args.model}, groups {args.groups}, batch {args.batch_size}, compile {args.compile}; "

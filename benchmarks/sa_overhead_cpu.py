@@ -30,12 +30,11 @@ import datetime
 import importlib.util
 import os
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 
-from bench_train_cpu import device_info, make_runner, quartiles
+from bench_train_cpu import device_info, interleave, make_runner, quartiles, run_lines
 from report import add_report_arguments, check_report_path, write_report
 from sa_torch import fused, fused_cpu
 
@@ -133,16 +132,9 @@ def main(argv=None) -> int:
                 return run(steps)
         timed(args.warmup)
         runners[name] = timed
-    times = {name: [] for name in runners}
-    for r in range(args.rounds):
-        for name, timed in runners.items():
-            times[name].append(timed(args.steps) / args.steps)
-        print(f"round {r + 1}/{args.rounds}", file=sys.stderr)
-    minutes = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds() / 60
+    times = interleave(runners, args.rounds, args.steps)
     median = {name: statistics.median(ts) for name, ts in times.items()}
-    lines = [f"- command: `python benchmarks/sa_overhead_cpu.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
-             f"- date: {started:%Y-%m-%d %H:%M} UTC, {minutes:.1f} min; load average before: "
-             f"{'n/a' if load is None else ' '.join(f'{v:.2f}' for v in load)}",
+    lines = [*run_lines("sa_overhead_cpu.py", argv, started, load),
              f"- device: {device_info(device)}; torch {torch.__version__}; flush denormals True",
              f"- resnet20, groups 4, batch {args.batch_size}, channels_last; {args.rounds} rounds x {args.steps} "
              f"steps after {args.warmup} warmup steps; median step time", "",

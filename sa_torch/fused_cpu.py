@@ -128,8 +128,8 @@ static inline void finish_grad(double sz, double szx, long n, const real *coef, 
     *u = (real)uu; *w = (real)(sz * pa / n - uu * m);
 }
 
-/* Each function returns 0 when done, or 1, having written nothing, when the buffers it needs cannot
-   be allocated (one block for all threads, each thread its slice). */
+/* Each function returns 0 when done, or 1 when a buffer it needs cannot be allocated (its outputs are
+   then incomplete: the caller raises). Per-thread buffers are one block, each thread its slice. */
 
 /* ---- NCHW: row r = b*C + c holds the N values of one channel ---- */
 int forward_nchw(const real *x, long b, long c, long n, const real *pr, long k, double eps, real *out,
