@@ -35,9 +35,9 @@ from torch import nn
 
 from report import add_report_arguments, check_report_path, write_report
 from sa_torch import fused
-from sa_torch.data import DeviceData
+from sa_torch.train.data import DeviceData
 from sa_torch.models import build_model
-from sa_torch.train import TrainConfig, _sync, make_optimizer, one_cycle, pick_device, train_step
+from sa_torch.train import TrainConfig, make_optimizer, one_cycle, pick_device, sync, train_step
 
 VARIANTS = {"none": ("none", {}), "sa": ("sa", {}), "se": ("se", {}), "eca": ("eca", {}),
             "sa-eager": ("sa", {}), "sa-unfused": ("sa", {"sa_fused": False})}
@@ -65,12 +65,12 @@ def make_runner(variant: str, device, batch: int, channels_last: bool, compile_m
 
     def run(steps: int) -> float:
         with backend():
-            _sync(device)
+            sync(device)
             start = time.perf_counter()
             for i in range(steps):
                 x, y = data.batch(torch.arange(i % 4 * batch, (i % 4 + 1) * batch, device=device), aug)
                 train_step(net, opt, sched, x, y, loss_fn, amp)
-            _sync(device)
+            sync(device)
         return time.perf_counter() - start
     return run
 

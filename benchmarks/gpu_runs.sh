@@ -25,15 +25,15 @@ case $STAGE in
     $PY benchmarks/bench_train_cpu.py $BENCH --channels-last both --out "$OUT/step_time_eager.md"
     $PY benchmarks/bench_train_cpu.py $BENCH --channels-last on --compile ${BENCH_COMPILE:-default} --out "$OUT/step_time_compiled.md" ;;
   seeds)
-    $PY -m sa_torch.compare --variants plain sa --seeds 0 1 2 --data "$DATA" $RECIPE $COMPILE $EXTRA --quiet \
+    $PY -m sa_torch.train.compare --variants plain sa --seeds 0 1 2 --data "$DATA" $RECIPE $COMPILE $EXTRA --quiet \
         --source gpu-full --out "$OUT/seeds" --table "$OUT/seeds.md" --json "$OUT/seeds.json" ;;
   ablations)
     # one seed of every variant, 12 epochs, the seven runs side by side on the one GPU (images/s
     # are then not comparable with solo runs); merged into ablations.json with concurrent_runs=7
     VARIANTS="plain sa sa-no-shuffle sa-no-groupnorm sa-conv-affine se eca"
-    $PY -c "from sa_torch.data import load_cifar10; load_cifar10('$DATA')"   # decode and cache once
+    $PY -c "from sa_torch.train.data import load_cifar10; load_cifar10('$DATA')"   # decode and cache once
     for v in $VARIANTS; do
-      timeout 115 $PY -m sa_torch.compare --variants $v --seeds 0 --data "$DATA" ${ABLATION_RECIPE:---epochs 12 --batch-size 512 --lr 0.4 --warmup-epochs 2 --label-smoothing 0.1 --weight-decay 5e-4 --tta} \
+      timeout 115 $PY -m sa_torch.train.compare --variants $v --seeds 0 --data "$DATA" ${ABLATION_RECIPE:---epochs 12 --batch-size 512 --lr 0.4 --warmup-epochs 2 --label-smoothing 0.1 --weight-decay 5e-4 --tta} \
           $EXTRA --quiet --source gpu-full --json "$OUT/$v.json" > "$OUT/$v.log" 2>&1 &
     done
     wait
@@ -57,7 +57,7 @@ case $STAGE in
     timeout 300 $PY benchmarks/bench_train_cpu.py $BENCH --attention $MODELS --channels-last $LAYOUTS \
         --compile ${BENCH_COMPILE:-reduce-overhead} --out "$OUT/step_time_compiled.md" 2> "$OUT/step_time_compiled.log" \
         || echo "compiled benchmark failed or timed out" >&2
-    $PY -c "from sa_torch.data import load_cifar10; load_cifar10('$DATA')"   # decode and cache once, outside the clock
+    $PY -c "from sa_torch.train.data import load_cifar10; load_cifar10('$DATA')"   # decode and cache once, outside the clock
     TTA_RECIPE=${TTA_RECIPE:---batch-size 512 --lr 0.4 --warmup-epochs 2 --label-smoothing 0.1 --weight-decay 5e-4 --tta}
     RUNS=()
     for seed in ${TTA_SEEDS:-0}; do

@@ -2,7 +2,7 @@
 
     python benchmarks/sa_kernels_cpu.py
 
-Times ``sa_torch.fused_cpu.forward`` and ``backward`` with preallocated outputs (no autograd,
+Times ``sa_torch.fused.cpu.forward`` and ``backward`` with preallocated outputs (no autograd,
 no allocation), in channels_last and NCHW, against one copy of the map, so a training step's SA
 time can be split into the kernels' own and the rest. Median of ``--repeats`` calls, float32,
 torch's thread count.
@@ -14,7 +14,7 @@ import argparse
 import torch
 
 from bench_sa import median_ms
-from sa_torch import fused_cpu
+from sa_torch.fused import cpu as fused_cpu
 
 STAGES = [(16, 32), (32, 16), (64, 8)]          # (channels, height = width) of ResNet-20's stages
 

@@ -1,7 +1,7 @@
 """Where SA-ResNet's extra time in a CPU training step goes: bookkeeping, fresh maps, arithmetic.
 
     python benchmarks/sa_overhead_cpu.py
-    git show 61d34c5:sa_torch/fused_cpu.py > /tmp/fused_cpu_61d34c5.py     # the kernels that stored the gate
+    git show 61d34c5:sa_torch/fused/cpu.py > /tmp/fused_cpu_61d34c5.py     # the kernels that stored the gate
     python benchmarks/sa_overhead_cpu.py --kernels /tmp/fused_cpu_61d34c5.py
 
 The same training steps as benchmarks/bench_train_cpu.py (the real loop, random images,
@@ -17,7 +17,7 @@ after round in one process:
   maps, written once each, to the bookkeeping.
 - ``sa``: the real fast path (the models' default).
 - ``sa-kernels``: with ``--kernels FILE``, the fast path with the C kernels of another version
-  of ``sa_torch/fused_cpu.py`` (an earlier commit's, say).
+  of ``sa_torch/fused/cpu.py`` (an earlier commit's, say).
 
 The differences of the medians split SA's extra time a step into bookkeeping (sa-bookkeeping
 - none), maps (sa-maps - sa-bookkeeping) and arithmetic (sa - sa-maps).
@@ -36,7 +36,8 @@ import torch
 
 from bench_train_cpu import device_info, interleave, make_runner, quartiles, run_lines
 from report import add_report_arguments, check_report_path, write_report
-from sa_torch import fused, fused_cpu
+from sa_torch import fused
+from sa_torch.fused import cpu as fused_cpu
 
 
 def _bookkeeping_forward(x, params, groups, eps):
@@ -69,9 +70,9 @@ def _replaced(module, **functions):
 
 
 def load_kernels(path: str):
-    """Another version of sa_torch/fused_cpu.py, imported from ``path`` as a module of its own."""
+    """Another version of sa_torch/fused/cpu.py, imported from ``path`` as a module of its own."""
     if not Path(path).is_file() or not path.endswith(".py"):
-        raise SystemExit(f"--kernels {path}: no such .py file (a copy of some version of sa_torch/fused_cpu.py)")
+        raise SystemExit(f"--kernels {path}: no such .py file (a copy of some version of sa_torch/fused/cpu.py)")
     spec = importlib.util.spec_from_file_location("fused_cpu_other", path)
     module = importlib.util.module_from_spec(spec)
     try:
@@ -79,7 +80,7 @@ def load_kernels(path: str):
     except Exception as err:                       # any error of the file's own: say which and stop
         raise SystemExit(f"--kernels {path}: importing it failed ({type(err).__name__}: {err})") from None
     if not all(hasattr(module, name) for name in ("forward", "backward", "available")):
-        raise SystemExit(f"--kernels {path}: not a version of sa_torch/fused_cpu.py (it lacks forward, "
+        raise SystemExit(f"--kernels {path}: not a version of sa_torch/fused/cpu.py (it lacks forward, "
                          f"backward or available)")
     if not module.available():
         raise SystemExit(f"--kernels {path}: its C kernels did not build here")
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=3, help="steps per round")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--kernels", default=None, metavar="FILE",
-                   help="also time the C kernels of this copy of some version of sa_torch/fused_cpu.py")
+                   help="also time the C kernels of this copy of some version of sa_torch/fused/cpu.py")
     add_report_arguments(p)
     args = p.parse_args(argv)
     for flag in ("batch_size", "rounds", "steps"):

@@ -1,6 +1,6 @@
 """The stored outputs of lessons 06 and 07 for each data set they can find.
 
-Lessons 06 and 07 read CIFAR-10 through :func:`sa_torch.data.default_data_path`
+Lessons 06 and 07 read CIFAR-10 through :func:`sa_torch.train.data.default_data_path`
 (``$SA_CIFAR_DATA``, else ``../shared/data/cifar10-jpeg.tar.gz``) and, where there is none, fall
 back to stand-in data as designed. Most of their cells print the same on both; the cells that
 cannot are tagged :data:`DATA_TAG` and store two expected outputs:
@@ -48,7 +48,7 @@ class DataMissing(RuntimeError):
 
 def require_jpeg_copy(lesson: str | Path) -> None:
     """Raise :class:`DataMissing` unless the lessons would read the course's JPEG copy now."""
-    from sa_torch.data import default_data_path
+    from sa_torch.train.data import default_data_path
 
     source = data_source()
     if source != JPEG_COPY:
@@ -66,7 +66,7 @@ def hidden_data_env(folder: str | Path) -> dict[str, str]:
 
 def data_source() -> str:
     """Which data a lesson started now would find: :data:`JPEG_COPY`, :data:`STAND_IN` or :data:`OTHER`."""
-    from sa_torch.data import default_data_path
+    from sa_torch.train.data import default_data_path
 
     path = default_data_path()
     if not path.exists():

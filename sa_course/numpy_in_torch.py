@@ -132,8 +132,8 @@ class TrainingComparison:
 
 def _toy_batches(steps: int, batch_size: int, image_size: int, seed: int):
     """``steps`` batches of normalised float64 images (B, 3, image_size, image_size) and labels
-    (B,) from :func:`sa_torch.data.toy_cifar` (average-pooled from 32 x 32), seeded."""
-    from sa_torch.data import MEAN, STD, toy_cifar
+    (B,) from :func:`sa_torch.train.data.toy_cifar` (average-pooled from 32 x 32), seeded."""
+    from sa_torch.train.data import MEAN, STD, toy_cifar
 
     if image_size < 8 or 32 % image_size:
         raise ValueError(f"image_size={image_size} must divide 32 and be at least 8 (ResNet-20 halves it twice)")

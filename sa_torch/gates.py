@@ -16,7 +16,6 @@ Letters: B batch, C channels, H, W, G groups, K = C // (2G), M masks per image.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,7 +24,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layer import SALayer
-from .models import build_model
 
 def sa_intermediates(layer: SALayer, x: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every named intermediate of ``layer`` on x: :meth:`SALayer.intermediates`, the very
@@ -236,27 +234,6 @@ def group_importance(model: nn.Module, images: torch.Tensor, labels=None, layer=
     scores = masked_class_scores(model, images, masks, classes, batch_size)
     base = base_probs.gather(1, classes[:, None]).squeeze(1)
     return GroupImportance(name, scores, base, classes)
-
-
-def load_trained(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a file written by ``python -m sa_torch.train --export PATH``.
-
-    Returns (model in eval mode, the file's dict: ``state_dict``, ``config``, ``metrics``).
-    """
-    from .train import TrainConfig
-
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no trained model at {path}: train one and export it with "
-                                f"`python -m sa_torch.train --export {path}` (see the README)")
-    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
-    missing = [k for k in ("state_dict", "config") if k not in checkpoint]
-    if missing:
-        raise ValueError(f"{path} has no {missing}: expected a file written by "
-                         f"`python -m sa_torch.train --export {path}`")
-    cfg = TrainConfig(**checkpoint["config"])
-    model = build_model(cfg.model, cfg.attention, cfg.groups, **cfg.model_options())
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval(), checkpoint
 
 
 def class_means(values: torch.Tensor, labels, num_classes: int | None = None) -> torch.Tensor:

@@ -8,7 +8,7 @@
   (``wofmanaf/SA-Net``, ``models/sa_resnet.py``): torchvision's ResNet with an ``sa``
   module in every bottleneck, so the state-dict keys and shapes are the official ones and
   official checkpoints load with ``strict=True``; :func:`load_official_checkpoint`
-  (from :mod:`sa_torch.checkpoints`) reads them in the official file format.
+  (from :mod:`sa_torch.official_weights`) reads them in the official file format.
 
 Attention ('none', 'sa', 'se' or 'eca', see :mod:`sa_torch.attention`) sits where the
 official ``SABottleneck`` puts it: after the block's last BatchNorm, before the residual
@@ -29,7 +29,7 @@ from torch.nn import functional as F
 from sa_numpy.validate import check_channels_groups
 
 from .attention import ATTENTION_NAMES, check_attention_options, make_attention
-from .checkpoints import load_official_checkpoint
+from .official_weights import load_official_checkpoint
 
 MODEL_NAMES = ("resnet20", "resnet32", "resnet56", "resnet110")
 CIFAR_WIDTHS = (16, 32, 64)

@@ -47,7 +47,7 @@ def test_a_count_below_one_is_refused_naming_the_value(script, flag):
 
 
 @pytest.mark.parametrize("text, says", [(None, "no such .py file"), ("raise ValueError('broken')", "ValueError: broken"),
-                                        ("x = 1", "not a version of sa_torch/fused_cpu.py")])
+                                        ("x = 1", "not a version of sa_torch/fused/cpu.py")])
 def test_sa_overhead_refuses_kernels_that_are_not_a_fused_cpu_module(tmp_path, text, says):
     kernels = tmp_path / "kernels.py"
     if text is not None:
@@ -60,7 +60,7 @@ def test_sa_overhead_splits_sa_extra_time_and_times_other_kernels(tmp_path):
     """A tiny run with a copy of the current kernels as the 'other' ones: every variant is timed
     and the split adds up (bookkeeping + maps + arithmetic = in all, per round, so medians are close)."""
     kernels = tmp_path / "fused_cpu_copy.py"
-    kernels.write_text((BENCHMARKS.parent / "sa_torch" / "fused_cpu.py").read_text())
+    kernels.write_text((BENCHMARKS.parent / "sa_torch" / "fused" / "cpu.py").read_text())
     report = tmp_path / "overhead.md"
     done = run("sa_overhead_cpu.py", "--rounds", "1", "--steps", "1", "--warmup", "1", "--batch-size", "4",
                "--kernels", str(kernels), "--out", str(report))

@@ -1,11 +1,11 @@
-"""`python -m sa_torch.compare`: --export writes each run's weights; --resume is refused, not ignored."""
+"""`python -m sa_torch.train.compare`: --export writes each run's weights; --resume is refused, not ignored."""
 from __future__ import annotations
 
 import json
 
 import torch
 
-from sa_torch import compare
+from sa_torch.train import compare
 from sa_torch.models import build_model
 from test_train import tarball  # noqa: F401  (fixture)
 
@@ -32,7 +32,7 @@ def test_resume_is_refused_with_one_line_naming_what_to_do(tarball, tmp_path, ca
     rc = compare.main(["--data", str(tarball), *RUN, "--out", str(tmp_path), "--resume"])
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1
-    assert err.startswith("error: --resume: python -m sa_torch.compare starts new runs; continue one of them "
+    assert err.startswith("error: --resume: python -m sa_torch.train.compare starts new runs; continue one of them "
                           "with python -m sa_torch.train --out DIR/<variant>-seed<seed> --resume")
     assert list(tmp_path.iterdir()) == []
 

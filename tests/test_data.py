@@ -11,8 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-from sa_torch import data as D
-from sa_torch.data import DataError, augment, load_cifar10, subset_indices
+from sa_torch.train import data as D
+from sa_torch.train.data import DataError, augment, load_cifar10, subset_indices
 
 CLASSES = ("cat", "dog", "frog")
 COUNTS = {"train": 4, "test": 2}

@@ -1,4 +1,4 @@
-"""sa_torch.fused_cpu: the C kernels' own promises (their maths is checked in test_fused.py).
+"""sa_torch.fused.cpu: the C kernels' own promises (their maths is checked in test_fused.py).
 
 Its polynomial exp, results that do not depend on the thread count, the compile cache, and
 what happens where no C compiler works: a warning naming the error, and the torch-ops path.
@@ -9,7 +9,8 @@ import warnings
 import pytest
 import torch
 
-from sa_torch import SALayer, fused, fused_cpu, fused_eager
+from sa_torch import SALayer, fused
+from sa_torch.fused import cpu as fused_cpu, eager as fused_eager
 
 
 def random_case(shape, groups, dtype, channels_last, seed=0):

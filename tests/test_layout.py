@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from sa_torch import loop
-from sa_torch.checkpoint import CHECKPOINT
-from sa_torch.layout import fastest_memory_format
-from sa_torch.loop import Stopper
+from sa_torch.train import loop
+from sa_torch.train.checkpoint import CHECKPOINT
+from sa_torch.train.layout import fastest_memory_format
+from sa_torch.train.loop import Stopper
 from sa_torch.models import build_model
 from sa_torch.train import main
 from test_train import StopAfter, tarball  # noqa: F401  (fixture)

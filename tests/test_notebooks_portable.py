@@ -29,7 +29,7 @@ import nbformat
 import pytest
 
 from sa_course import lesson_data, run_notebooks
-from sa_torch.data import default_data_path
+from sa_torch.train.data import default_data_path
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = ["notebooks/06_sa_resnet_cifar.ipynb", "notebooks/07_seeing_attention.ipynb"]

@@ -8,9 +8,9 @@ import json
 import pytest
 import torch
 
-from sa_torch import loop
-from sa_torch.checkpoint import CHECKPOINT
-from sa_torch.config import ConfigError, TrainConfig
+from sa_torch.train import loop
+from sa_torch.train.checkpoint import CHECKPOINT
+from sa_torch.train.config import ConfigError, TrainConfig
 from sa_torch.train import main, train
 from test_data import make_tarball, write_imagefolder
 from test_train import SMALL, StopAfter, arrays, tarball, without_timings  # noqa: F401  (fixtures)

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from sa_torch import compare
-from sa_torch.data import load_cifar10
+from sa_torch.train import compare
+from sa_torch.train.data import load_cifar10
 from sa_torch.models import build_model
 from sa_torch.train import (CHECKPOINT, TIMING_KEYS, Stopper, TrainConfig, epoch_order, main,
                             one_cycle, train)

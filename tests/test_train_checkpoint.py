@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from sa_torch.checkpoint import export_weights, portable_config
-from sa_torch.config import FIELDS, TrainConfig
-from sa_torch.gates import load_trained
+from sa_torch.train.checkpoint import export_weights, portable_config
+from sa_torch.train.config import FIELDS, TrainConfig
+from sa_torch.train import load_trained
 from sa_torch.models import build_model
 
 REPO = Path(__file__).resolve().parents[1]

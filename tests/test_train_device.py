@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sa_torch.device import denormals_flushed, flush_denormal
+from sa_torch.train.device import denormals_flushed, flush_denormal
 from sa_torch.train import TrainConfig, train
 from test_train import SMALL, arrays, tarball  # noqa: F401  (fixtures)
 

@@ -1,4 +1,4 @@
-"""The Triton kernels of sa_torch.fused_triton, run on the CPU by Triton's interpreter.
+"""The Triton kernels of sa_torch.fused.triton, run on the CPU by Triton's interpreter.
 
 ``TRITON_INTERPRET=1`` must be set before triton is imported (triton's own jit functions,
 ``tl.zeros`` and the like, are decorated then). So this module sets it first thing; when
@@ -6,7 +6,7 @@ some earlier test of the session has already imported triton, the tests here are
 and ``test_the_kernels_in_a_fresh_interpreted_process`` runs this file in a new process.
 The first test checks that the kernels really are interpreted. Shapes are small: the
 interpreter runs every program of the grid in NumPy. Both directions are checked against
-the torch-ops version (sa_torch.fused_eager) in float64 on the same input, and the whole
+the torch-ops version (sa_torch.fused.eager) in float64 on the same input, and the whole
 operator against the official layer.
 """
 import os
@@ -22,7 +22,8 @@ if FRESH:
     os.environ["TRITON_INTERPRET"] = "1"
 pytest.importorskip("triton")
 
-from sa_torch import SALayer, fused, fused_eager  # noqa: E402
+from sa_torch import SALayer, fused  # noqa: E402
+from sa_torch.fused import eager as fused_eager  # noqa: E402
 
 in_this_process = pytest.mark.skipif(not FRESH, reason="triton was imported before TRITON_INTERPRET "
                                      "was set; see test_the_kernels_in_a_fresh_interpreted_process")
@@ -40,7 +41,7 @@ def restore_environment():
 
 @pytest.fixture(scope="module")
 def kernels():
-    from sa_torch import fused_triton
+    from sa_torch.fused import triton as fused_triton
     return fused_triton
 
 

@@ -2,7 +2,7 @@
 
 :mod:`sa_torch.fused` splits Shuffle Attention into per-channel coefficients (tiny (B, C)
 tensors) and four passes over the (B, C, H, W) map, N = H*W. This module writes the passes
-with torch ops; :mod:`sa_torch.fused_cpu` (C loops) and :mod:`sa_torch.fused_triton`
+with torch ops; :mod:`sa_torch.fused.cpu` (C loops) and :mod:`sa_torch.fused.triton`
 (Triton kernels) compute the same four things faster and are checked against it.
 
 - ``stats(x) -> mean, var``: per (b, c), over the N positions of that channel.
@@ -17,8 +17,8 @@ with torch ops; :mod:`sa_torch.fused_cpu` (C loops) and :mod:`sa_torch.fused_tri
 between them (:func:`channel_vectors`, :func:`parameter_grads`). They are the contract every
 backend keeps: ``forward(x, params, groups, eps, out) -> coef, saved`` and
 ``backward(gy, x, coef, saved, params, groups, dx) -> dparams``, params being one (6, K)
-tensor, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias. :mod:`sa_torch.fused_cpu`
-runs each direction as one C function, :mod:`sa_torch.fused_triton` as Triton kernels.
+tensor, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias. :mod:`sa_torch.fused.cpu`
+runs each direction as one C function, :mod:`sa_torch.fused.triton` as Triton kernels.
 
 Every pass works on x as it is (NCHW or channels_last): the (B, 2, C/2, H, W) views below
 split the channel axis, which is a view in both layouts, and the shuffle is the view

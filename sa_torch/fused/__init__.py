@@ -36,10 +36,10 @@ and the groups onto the six (K,)-shaped parameters. Four passes over memory:
     forward   1. stats: m, var                 2. gate: out[shuffled] = x g
     backward  3. sums: Sz, Szx                 4. dx
 
-A backend runs them: :mod:`sa_torch.fused_cpu` (C, float32/float64 on the CPU: each
+A backend runs them: :mod:`sa_torch.fused.cpu` (C, float32/float64 on the CPU: each
 direction in one function that runs both of its passes on a piece of the map while it is in
-cache, so memory is read once), :mod:`sa_torch.fused_triton` (Triton kernels, float32,
-bfloat16 and float16 on CUDA) or, anywhere else, :mod:`sa_torch.fused_eager` (torch ops,
+cache, so memory is read once), :mod:`sa_torch.fused.triton` (Triton kernels, float32,
+bfloat16 and float16 on CUDA) or, anywhere else, :mod:`sa_torch.fused.eager` (torch ops,
 the readable version). Statistics and coefficients are float32 (float64 for float64 maps);
 the output has x's dtype, so under autocast it stays in the autocast dtype. In eager mode
 an autograd.Function wraps the passes (cheaper to call than a custom operator); under
@@ -53,8 +53,8 @@ import os
 import torch
 from torch import Tensor
 
-from . import fused_cpu, fused_eager
-from .fused_eager import compute_dtype
+from . import cpu, eager
+from .eager import compute_dtype
 
 BACKENDS = ("c", "triton", "eager")
 _forced: str | None = None
@@ -99,7 +99,7 @@ def use_backend(name: str):
 
 def _runs(name: str, x: Tensor) -> bool:
     if name == "c":
-        return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and fused_cpu.available()
+        return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and cpu.available()
     if name == "triton":                            # on the CPU only in Triton's interpreter (tests)
         interpreted = x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
         return ((x.device.type == "cuda" or interpreted) and importlib.util.find_spec("triton") is not None
@@ -126,9 +126,9 @@ def backend_name(x: Tensor) -> str:
 def _backend(x: Tensor):
     name = backend_name(x)
     if name == "triton":
-        from . import fused_triton                  # imports triton: only where it runs
-        return fused_triton
-    return fused_cpu if name == "c" else fused_eager
+        from . import triton                 # imports triton: only where it runs
+        return triton
+    return cpu if name == "c" else eager
 
 
 def _dense(x: Tensor) -> Tensor:

@@ -1,16 +1,5 @@
-"""Train a CIFAR ResNet, with or without attention: ``python -m sa_torch.train --help``.
-
-This module is the command line; the pieces it puts together each have their own module:
-
-- :mod:`sa_torch.config`: :class:`TrainConfig`, every setting of a run, and the flags made
-  from its fields;
-- :mod:`sa_torch.loop`: :func:`train`, the training loop;
-- :mod:`sa_torch.checkpoint`: the checkpoint that resumes a run, and ``--export``'s file;
-- :mod:`sa_torch.ddp`: ``torchrun --nproc_per_node=N -m sa_torch.train ...`` runs
-  DistributedDataParallel: each rank trains on its shard of every epoch's order and the
-  metrics (summed over ranks) are written by rank 0;
-- :mod:`sa_torch.device` and :mod:`sa_torch.layout`: the device, denormals on a CPU, and
-  the memory layout measured to be faster for the model.
+"""The command line of ``python -m sa_torch.train``: flags in, :class:`TrainConfig` out, and
+``--resume`` and ``--export`` handled around :func:`~sa_torch.train.loop.train`.
 
 ``--out DIR --resume`` continues the run saved in DIR exactly where it stopped, even in
 the middle of an epoch (Ctrl-C saves a checkpoint there), with its saved configuration.
@@ -21,19 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT, RunState, export_weights, read_checkpoint, save_atomic, write_weights
-from .config import (FIELDS, PER_COMMAND, RESUME_SAFE, ConfigError, TrainConfig, add_config_options,
-                     check_model, config_differences, flag)
+from .checkpoint import CHECKPOINT, RunState, export_weights, read_checkpoint, write_weights
+from .config import FIELDS, PER_COMMAND, RESUME_SAFE, ConfigError, TrainConfig, add_config_options, config_differences, flag
 from .data import DataError
 from .ddp import finish, is_rank0
-from .device import pick_device, sync
-from .loop import TIMING_KEYS, Stopper, epoch_order, evaluate, make_optimizer, one_cycle, train, train_step
-
-__all__ = ["CHECKPOINT", "TIMING_KEYS", "ConfigError", "RunState", "Stopper", "TrainConfig", "check_model",
-           "epoch_order", "evaluate", "export_weights", "main", "make_optimizer", "one_cycle", "parser",
-           "pick_device", "save_atomic", "train", "train_step"]
-
-_sync = sync   # the name benchmarks/bench_train_cpu.py imports from here
+from .loop import train
 
 RESUME_RULE = (
     "resuming: --out DIR --resume continues the run saved in DIR with its saved configuration. "
@@ -53,7 +34,7 @@ def parser(suppress_defaults: bool = False) -> argparse.ArgumentParser:
     add_config_options(p, suppress_defaults)
     p.add_argument("--export", metavar="PATH", default=argparse.SUPPRESS if suppress_defaults else None,
                    help="also write the final weights, the configuration and the last metrics here "
-                        "(a small .pt; sa_torch.gates.load_trained reads it)")
+                        "(a small .pt; sa_torch.train.load_trained reads it)")
     return p
 
 
@@ -117,6 +98,3 @@ def main(argv=None) -> int:
     finish()
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,7 +12,7 @@ The whole data set lives on the device as uint8; batches are gathered, augmented
 A run with ``resume=True`` continues exactly where the run in ``out`` stopped, even in the
 middle of an epoch (Ctrl-C saves a checkpoint there), with the memory layout and autocast
 setting it started with. On a CPU the loop flushes denormals to zero
-(:func:`sa_torch.device.flush_denormal`); on CUDA it uses bf16 autocast by default.
+(:func:`sa_torch.train.device.flush_denormal`); on CUDA it uses bf16 autocast by default.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ from .data import DeviceData, load_cifar10
 from .ddp import all_sum, any_rank, distributed, from_rank0, rank0_first, rank_device
 from .device import flush_denormal, pick_device, sync
 from .layout import fastest_memory_format, format_name
-from .models import build_model
+from ..models import build_model
 
 # metrics that measure speed, so differ between otherwise identical runs
 TIMING_KEYS = ("images_per_s", "train_time", "eval_time", "wall_time")
@@ -174,7 +174,7 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
     """Run (or resume) training; returns ``{"metrics", "model", "config", "params", "interrupted",
     "layout"}``.
 
-    ``data`` is a :class:`~sa_torch.data.CIFARArrays` (loaded from ``cfg.data`` when None);
+    ``data`` is a :class:`~sa_torch.train.data.CIFARArrays` (loaded from ``cfg.data`` when None);
     ``on_epoch(metrics)`` is called after every epoch (the lesson draws its plots there).
     """
     check_model(cfg)

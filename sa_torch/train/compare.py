@@ -1,6 +1,6 @@
 """Train several variants with one recipe over several seeds, and tabulate them.
 
-    python -m sa_torch.compare --variants plain sa se eca --seeds 0 1 2 --epochs 30 \
+    python -m sa_torch.train.compare --variants plain sa se eca --seeds 0 1 2 --epochs 30 \
         --table docs/results/compare.md --json docs/results/compare.json
 
 Every training flag of ``python -m sa_torch.train`` is accepted and applies to every
@@ -94,7 +94,7 @@ def table(rows: list[dict]) -> str:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m sa_torch.compare", description=__doc__.split("\n")[0],
+        prog="python -m sa_torch.train.compare", description=__doc__.split("\n")[0],
         epilog="--out DIR puts each run in DIR/<variant>-seed<seed> (a run already there is replaced only "
                "with --overwrite). --resume is refused: a comparison starts new runs.")
     add_config_options(p)
@@ -114,7 +114,7 @@ def main(argv=None) -> int:
     cfg = TrainConfig(**args)
     try:
         if cfg.resume:
-            raise ConfigError("--resume: python -m sa_torch.compare starts new runs; continue one of them "
+            raise ConfigError("--resume: python -m sa_torch.train.compare starts new runs; continue one of them "
                               "with python -m sa_torch.train --out DIR/<variant>-seed<seed> --resume")
         check_model(cfg)
         data = load_cifar10(cfg.data, limit_train=cfg.limit_train, limit_test=cfg.limit_test,

@@ -17,8 +17,8 @@ import types
 import typing
 from dataclasses import dataclass, field
 
-from .attention import ATTENTION_NAMES
-from .models import MODEL_NAMES, build_model
+from ..attention import ATTENTION_NAMES
+from ..models import MODEL_NAMES, build_model
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 LAYOUTS = ("auto", "on", "off")

@@ -2,7 +2,7 @@
 
 ``DIR/checkpoint.pt`` (written atomically: temp file, then rename) holds everything an exact
 resume needs: model, optimizer and scheduler state, the augmentation generator and every
-global RNG state, the configuration (:class:`~sa_torch.config.TrainConfig` as a dict) and
+global RNG state, the configuration (:class:`~sa_torch.train.config.TrainConfig` as a dict) and
 the :class:`RunState` (epochs done, steps into the current one, its running sums, the
 metrics so far, the memory layout chosen).
 
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
+from ..models import build_model
 from .config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"
@@ -118,6 +120,25 @@ def write_weights(state_dict: dict, cfg: TrainConfig | dict, metrics: dict | Non
 
 
 def export_weights(result: dict, path: str | os.PathLike) -> None:
-    """A small file for others, from what :func:`~sa_torch.loop.train` returned."""
+    """A small file for others, from what :func:`~sa_torch.train.loop.train` returned."""
     write_weights(result["model"].state_dict(), result["config"],
                   result["metrics"][-1] if result["metrics"] else None, path)
+
+
+def load_trained(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild a model from a file written by ``python -m sa_torch.train --export PATH``.
+
+    Returns (model in eval mode, the file's dict: ``state_dict``, ``config``, ``metrics``).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no trained model at {path}: train one and export it with "
+                                f"`python -m sa_torch.train --export {path}` (see the README)")
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    missing = [k for k in ("state_dict", "config") if k not in checkpoint]
+    if missing:
+        raise ValueError(f"{path} has no {missing}: expected a file written by "
+                         f"`python -m sa_torch.train --export {path}`")
+    cfg = TrainConfig(**checkpoint["config"])
+    model = build_model(cfg.model, cfg.attention, cfg.groups, **cfg.model_options())
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint

@@ -1,12 +1,12 @@
 """The fast SA path as Triton kernels, for CUDA: four passes, the coefficients computed inside.
 
-Same contract as :mod:`sa_torch.fused_cpu`: ``forward(x, params, groups, eps, out)`` writes
+Same contract as :mod:`sa_torch.fused.cpu`: ``forward(x, params, groups, eps, out)`` writes
 out and returns coef (5, B, C) = mean, rstd, alpha, beta, P - alpha (and an empty tensor:
 nothing else is saved, the backward recomputes the gate, cheaper on a GPU than storing it);
 ``backward(gy, x, coef, saved, params, groups, dx)`` writes dx and returns the parameter
 gradients (6, K). x is (B, C, H, W), float32, bfloat16 or float16, dense in NCHW or
 channels_last, N = H*W; params are float32 (6, K), rows cweight, cbias, sweight, sbias,
-gn.weight, gn.bias. The maths is :mod:`sa_torch.fused`'s; :mod:`sa_torch.fused_eager` is
+gn.weight, gn.bias. The maths is :mod:`sa_torch.fused`'s; :mod:`sa_torch.fused.eager` is
 the readable version.
 
 Every kernel reads the map through its strides ``(s_b, s_c, s_n)`` (NCHW: ``(C N, N, 1)``;

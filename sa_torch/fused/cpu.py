@@ -1,6 +1,6 @@
 """The fast SA path as C loops for the CPU: forward and backward, one pass over memory each.
 
-:mod:`sa_torch.fused_eager` (read it first: it is the readable version) runs four passes
+:mod:`sa_torch.fused.eager` (read it first: it is the readable version) runs four passes
 over the (B, C, H, W) map: statistics, gate, gradient sums, dx. Here each direction is one
 C function that takes the map in pieces small enough to stay in cache and runs both of its
 passes on a piece before moving on: a channel row of N = H*W values in NCHW (its statistics

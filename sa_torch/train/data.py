@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SHARED_COPY = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 CACHE_DIR = REPO_ROOT / "data" / "cache"
 SPLITS = ("train", "test")
