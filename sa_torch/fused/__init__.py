@@ -47,8 +47,10 @@ an autograd.Function wraps the passes (cheaper to call than a custom operator); 
 autograd through the official ops in float64 (1e-10).
 """
 import contextlib
+import functools
 import importlib.util
 import os
+import warnings
 
 import torch
 from torch import Tensor
@@ -97,24 +99,45 @@ def use_backend(name: str):
         _forced = previous
 
 
+TRITON_MIN_CAPABILITY = (7, 5)
+
+
+@functools.cache
+def triton_supports(index: int) -> bool:
+    """Whether the Triton kernels run on GPU ``cuda:index``: compute capability 7.5 or newer, the
+    oldest architecture they are compiled and checked for (``benchmarks/triton_kernels.py``; CUDA 13
+    builds of PyTorch start there too). An older GPU (a P100 is 6.0, a V100 7.0) runs the eager
+    path, announced once per GPU."""
+    capability = torch.cuda.get_device_capability(index)
+    if capability >= TRITON_MIN_CAPABILITY:
+        return True
+    warnings.warn(f"{torch.cuda.get_device_name(index)} (cuda:{index}) has compute capability "
+                  f"{capability[0]}.{capability[1]}; the fast SA path's Triton kernels need "
+                  f"{TRITON_MIN_CAPABILITY[0]}.{TRITON_MIN_CAPABILITY[1]} or newer, so the eager path "
+                  f"(torch ops) runs the SA layers on it", RuntimeWarning, stacklevel=2)
+    return False
+
+
 def _runs(name: str, x: Tensor) -> bool:
     if name == "c":
         return x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and cpu.available()
     if name == "triton":                            # on the CPU only in Triton's interpreter (tests)
         interpreted = x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
-        return ((x.device.type == "cuda" or interpreted) and importlib.util.find_spec("triton") is not None
+        on_gpu = x.device.type == "cuda" and triton_supports(x.device.index)
+        return ((on_gpu or interpreted) and importlib.util.find_spec("triton") is not None
                 and x.dtype in (torch.float32, torch.bfloat16, torch.float16))
     return True
 
 
 def backend_name(x: Tensor) -> str:
     """The backend that runs the passes for x: the forced one (see :func:`use_backend`), else c
-    for float32/float64 on the CPU, triton on CUDA, and eager for the rest (and empty maps)."""
+    for float32/float64 on the CPU, triton on CUDA (compute capability 7.5 or newer), and eager
+    for the rest (and empty maps)."""
     if _forced is not None:
         if not _runs(_forced, x) or (_forced != "eager" and x.numel() == 0):
             raise ValueError(f"backend {_forced!r} cannot run a {x.dtype} tensor of shape {tuple(x.shape)} "
                              f"on {x.device} (c: float32/float64 on the CPU with a C compiler; triton: "
-                             f"float32/bfloat16/float16 on CUDA)")
+                             f"float32/bfloat16/float16 on CUDA with compute capability 7.5 or newer)")
         return _forced
     if x.numel() == 0:
         return "eager"
