@@ -80,6 +80,15 @@ def test_source_files_are_short_and_say_what_they_are_for(path):
     assert ast.get_docstring(ast.parse(path.read_text())), f"{path.relative_to(ROOT)} has no module docstring"
 
 
+def test_no_function_in_the_training_package_is_over_60_lines():
+    """The training loop reads top to bottom: a step of it fits on a screen."""
+    long = [f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for path in sorted((ROOT / "sa_torch" / "train").glob("*.py"))
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60]
+    assert long == [], f"functions over 60 lines: {long}"
+
+
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
     """A list of modules that import each other in a circle (first = last), or None."""
     done, path = set(), []
