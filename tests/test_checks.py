@@ -331,3 +331,40 @@ def test_a_backward_that_writes_into_the_forwards_input_is_caught():
         return grads
     with pytest.raises(AssertionError, match="channel_gate_backward changed its input x0 in place"):
         checks.check_channel_gate(forward, backward)
+
+
+# ---------------------------------------------------------------- how a notebook shows a failure
+
+def test_a_failure_renders_as_its_message_and_hint_without_the_checks_frames():
+    with pytest.raises(checks.CheckFailure) as info:
+        checks.check_shuffle(ref.channel_shuffle_forward, unshuffle_forward_again)
+    shown = info.value._render_traceback_()
+    text = "\n".join(shown)
+    assert shown[0].startswith("CheckFailure: dx (groups=2)") and "harness.py" not in text and "File " not in text
+    assert any(line.lstrip().startswith("hint: the backward of a permutation") for line in shown[:6]), text
+    assert "full_traceback()" in shown[-1] and len(shown) <= 8
+    assert all(len(line) <= checks.harness.WIDTH for line in shown[:-1])
+    assert info.value.mistake == "shuffle.dx.forward_again"     # what the grader and the tests read
+    assert str(info.value).startswith("dx (groups=2) (vs numerical gradient): values differ")
+
+
+def test_ipython_shows_the_short_box_and_full_traceback_shows_the_frames(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(checks=checks, ref=ref, raises_value_error=raises_value_error, CG_B=CG_B)
+    shell.run_cell("checks.check_channel_gate(raises_value_error, CG_B)")
+    shown = capsys.readouterr().out
+    assert shown.startswith("LearnerError: channel_gate_forward raised ValueError: learner bug"), shown
+    assert "harness.py" not in shown and "Traceback" not in shown
+    assert 'raise ValueError("learner bug")' in shown            # the line of the learner's code
+    shell.run_cell("checks.full_traceback()")
+    full = capsys.readouterr().out
+    assert "harness.py" in full and "test_checks.py" in full and "ValueError: learner bug" in full
+
+
+def test_a_stub_renders_as_its_message_alone():
+    with pytest.raises(NotAttempted) as info:
+        checks.check_channel_gate(not_written, CG_B)
+    shown = info.value._render_traceback_()
+    assert " ".join(line.strip() for line in shown) == f"NotAttempted: {info.value}"

@@ -6,12 +6,14 @@ against the wrong axis can pass), and compares every output with the reference i
 ``sa_numpy`` (to about 1e-10) and every gradient with a numerical gradient (centred
 differences, about 1e-7); it runs each forward a second time before the backward, and
 runs forward and backward on float32 inputs, where every array returned must stay float32.
-On the first disagreement it raises ``AssertionError``: the message names the tensor,
-reports a wrong shape or dtype before any value, gives the largest absolute and relative
-error and the first index that differs (yours and expected) and, only when your output
-matches it to rounding error, a hint: a *known mistake* (the checks recompute each one
-and compare), or what the difference is (outputs swapped, the right values in the wrong
-order, a constant or a missing factor). The error's ``mistake`` attribute is its id.
+On the first disagreement it raises :class:`CheckFailure` (an ``AssertionError``): the
+message names the tensor, reports a wrong shape or dtype before any value, gives the largest
+absolute and relative error and the first index that differs (yours and expected) and, only
+when your output matches it to rounding error, a hint: a *known mistake* (the checks
+recompute each one and compare), or what the difference is (outputs swapped, the right
+values in the wrong order, a constant or a missing factor, ...). The error's ``mistake``
+attribute is its id. In a notebook, IPython shows these outcomes as the message and its
+hint alone, without the checks' own frames; :func:`full_traceback` prints the whole traceback.
 
 Other outcomes, each its own exception so that the grader can tell them apart:
 
@@ -33,7 +35,7 @@ failure message (:mod:`~sa_course.checks.diagnose`) and the list of exercises
 from .channel_gate import check_channel_gate
 from .exercises import EXERCISES, Exercise, run_exercise, stub_message
 from .grouping import check_grouping
-from .harness import EPS, NUMERIC_RTOL, CheckFailure, LearnerError, NotAttempted
+from .harness import EPS, NUMERIC_RTOL, CheckFailure, Feedback, LearnerError, NotAttempted, full_traceback
 from .sa_layer import check_sa_layer
 from .shuffle import check_shuffle
 from .spatial_gate import check_groupnorm, check_spatial_gate
@@ -41,5 +43,5 @@ from .spatial_gate import check_groupnorm, check_spatial_gate
 __all__ = [
     "check_grouping", "check_channel_gate", "check_groupnorm", "check_spatial_gate", "check_shuffle",
     "check_sa_layer", "run_exercise", "stub_message", "EXERCISES", "Exercise",
-    "NotAttempted", "LearnerError", "CheckFailure", "NUMERIC_RTOL", "EPS",
+    "NotAttempted", "LearnerError", "CheckFailure", "Feedback", "full_traceback", "NUMERIC_RTOL", "EPS",
 ]

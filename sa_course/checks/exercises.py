@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 from .channel_gate import check_channel_gate
 from .grouping import check_grouping
+from .harness import CheckFailure
 from .sa_layer import check_sa_layer
 from .shuffle import check_shuffle
 from .spatial_gate import check_groupnorm, check_spatial_gate
@@ -52,6 +53,6 @@ def run_exercise(exercise: str, namespace: dict) -> None:
     for check, names in EXERCISES[exercise].checks:
         missing = [n for n in names if n not in namespace]
         if missing:
-            raise AssertionError(f"{', '.join(missing)} not defined: run the cell that defines "
+            raise CheckFailure(f"{', '.join(missing)} not defined: run the cell that defines "
                                  f"{'it' if len(missing) == 1 else 'them'} and keep the given name")
         check(*(namespace[n] for n in names))

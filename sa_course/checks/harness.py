@@ -19,6 +19,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import os
+import sys
+import textwrap
 import traceback
 from dataclasses import dataclass, field
 
@@ -33,20 +35,68 @@ NUMERIC_RTOL = 1e-7   # analytic vs centred differences with h = 1e-6, in float6
 EPS = 1e-3            # the checks pass eps explicitly, larger than the default, so eps mistakes show
 
 
-class NotAttempted(NotImplementedError):
+WIDTH = 100          # a check failure's box wraps at this many characters, at word boundaries
+FULL_TRACEBACK = "full traceback: `from sa_course.checks import full_traceback; full_traceback()`"
+
+
+class Feedback(Exception):
+    """An outcome of a check that IPython shows as its message and hint alone, in a short box.
+
+    IPython asks an exception for ``_render_traceback_()`` and shows the lines it returns
+    instead of a traceback: here the message, then its ``hint:``, wrapped at word boundaries,
+    and one line on how to see the full traceback (:func:`full_traceback`). ``str()`` of the
+    exception is unchanged, so the grader and pytest read the same message.
+    """
+    full_traceback_line = True
+
+    def _render_traceback_(self) -> list[str]:
+        return render(self)
+
+
+class NotAttempted(Feedback, NotImplementedError):
     """A function of the exercise still raises NotImplementedError."""
-
-    def _render_traceback_(self):
-        """What IPython shows for it: the message alone, no frame of the checks."""
-        return [f"{type(self).__name__}: {self}"]
+    full_traceback_line = False     # nothing to see: the stub raised where it says
 
 
-class LearnerError(AssertionError):
+class LearnerError(Feedback, AssertionError):
     """A function of the exercise raised an exception while being checked."""
 
 
-class CheckFailure(AssertionError):
-    """A check failed with a message that is already complete (passed on unchanged by :func:`call`)."""
+class CheckFailure(Feedback, AssertionError):
+    """A check failed. Its ``mistake`` is the id of what the hint diagnoses (None without a hint);
+    raised as is by :func:`call` (the grader's stand-ins raise it with a complete message)."""
+
+    def __init__(self, message: str, mistake: str | None = None):
+        super().__init__(message)
+        self.mistake = mistake
+
+
+def _wrapped(line: str, width: int) -> list[str]:
+    """One line of a message wrapped at word boundaries; a hint's lines keep its indent."""
+    indent = " " * (len(line) - len(line.lstrip()))
+    follow = indent + " " * 6 if line.lstrip().startswith("hint:") else indent + "  "
+    return textwrap.wrap(line, width, subsequent_indent=follow, break_long_words=False,
+                         break_on_hyphens=False) or [""]
+
+
+def render(error: BaseException, width: int = WIDTH) -> list[str]:
+    """The lines IPython shows for a check's outcome: ``Name: message``, its hint, and how to
+    see the full traceback; no frame of the checks."""
+    lines = f"{type(error).__name__}: {error}".splitlines()
+    shown = [part for line in lines for part in _wrapped(line, width)]
+    if getattr(error, "full_traceback_line", False):
+        shown.append(FULL_TRACEBACK)
+    return shown
+
+
+def full_traceback(error: BaseException | None = None) -> None:
+    """Print the full traceback of ``error`` (default: the last exception the notebook showed),
+    with the frames of the checks and, for an exception of your own code, where it started."""
+    error = error if error is not None else getattr(sys, "last_value", None)
+    if error is None:
+        print("no exception to show yet: run the check cell first")
+        return
+    traceback.print_exception(error, file=sys.stdout)
 
 
 @dataclass
@@ -76,16 +126,20 @@ _COURSE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def short_traceback(check):
-    """Re-raise a failed check from the check itself, so that the learner sees the message
-    and the hint at the bottom of a short traceback rather than the checks' internals."""
+    """A check as learners call it: whatever fails comes out as :class:`Feedback` (a failed
+    comparison as a :class:`CheckFailure` with its ``mistake``), which IPython shows as the
+    message and the hint alone, while the traceback stays on the exception for
+    :func:`full_traceback`."""
     @functools.wraps(check)
     def wrapper(*args, **kwargs):
-        __tracebackhide__ = True     # pytest and IPython hide this frame
+        __tracebackhide__ = True     # pytest hides this frame
         try:
             return check(*args, **kwargs)
-        except (AssertionError, NotImplementedError) as exc:
-            failure = exc
-        raise failure.with_traceback(None)
+        except Feedback:
+            raise
+        except AssertionError as exc:
+            failure = CheckFailure(str(exc), getattr(exc, "mistake", None))
+            raise failure.with_traceback(exc.__traceback__.tb_next) from exc.__cause__
     return wrapper
 
 
