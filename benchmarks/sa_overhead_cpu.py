@@ -4,6 +4,9 @@
     git show 61d34c5:sa_torch/fused/cpu.py > /tmp/fused_cpu_61d34c5.py     # the kernels that stored the gate
     python benchmarks/sa_overhead_cpu.py --kernels /tmp/fused_cpu_61d34c5.py
 
+(A version whose C source is its own file needs that file beside the copy: ``git show
+REV:sa_torch/fused/cpu.c > /tmp/cpu.c``.)
+
 The same training steps as benchmarks/bench_train_cpu.py (the real loop, random images,
 channels_last: the fastest layout of every model here), every variant taking its turn round
 after round in one process:
@@ -70,10 +73,11 @@ def _replaced(module, **functions):
 
 
 def load_kernels(path: str):
-    """Another version of sa_torch/fused/cpu.py, imported from ``path`` as a module of its own."""
+    """Another version of sa_torch/fused/cpu.py, imported from ``path`` as a module of its own inside
+    sa_torch.fused (so that its relative imports resolve)."""
     if not Path(path).is_file() or not path.endswith(".py"):
         raise SystemExit(f"--kernels {path}: no such .py file (a copy of some version of sa_torch/fused/cpu.py)")
-    spec = importlib.util.spec_from_file_location("fused_cpu_other", path)
+    spec = importlib.util.spec_from_file_location("sa_torch.fused.cpu_other", path)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
@@ -82,6 +86,10 @@ def load_kernels(path: str):
     if not all(hasattr(module, name) for name in ("forward", "backward", "available")):
         raise SystemExit(f"--kernels {path}: not a version of sa_torch/fused/cpu.py (it lacks forward, "
                          f"backward or available)")
+    source = getattr(module, "SOURCE", None)
+    if source is not None and not Path(source).is_file():
+        raise SystemExit(f"--kernels {path}: its C source {source} is missing (copy the cpu.c of the same "
+                         f"version beside it)")
     if not module.available():
         raise SystemExit(f"--kernels {path}: its C kernels did not build here")
     return module

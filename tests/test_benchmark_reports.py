@@ -61,6 +61,7 @@ def test_sa_overhead_splits_sa_extra_time_and_times_other_kernels(tmp_path):
     and the split adds up (bookkeeping + maps + arithmetic = in all, per round, so medians are close)."""
     kernels = tmp_path / "fused_cpu_copy.py"
     kernels.write_text((BENCHMARKS.parent / "sa_torch" / "fused" / "cpu.py").read_text())
+    (tmp_path / "cpu.c").write_text((BENCHMARKS.parent / "sa_torch" / "fused" / "cpu.c").read_text())
     report = tmp_path / "overhead.md"
     done = run("sa_overhead_cpu.py", "--rounds", "1", "--steps", "1", "--warmup", "1", "--batch-size", "4",
                "--kernels", str(kernels), "--out", str(report))

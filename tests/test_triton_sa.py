@@ -62,6 +62,17 @@ def test_the_kernels_run_in_the_interpreter(kernels):
         assert isinstance(getattr(kernels, name), InterpretedFunction), name
 
 
+@in_this_process
+def test_the_kernels_name_the_rows_of_their_buffers_as_sa_torch_fused_rows_does(kernels):
+    import inspect
+    import re
+    from sa_torch.fused.rows import c_names
+    assert {name: getattr(kernels, name).value for name in c_names() if not name.startswith("N_")} == \
+        {name: value for name, value in c_names().items() if not name.startswith("N_")}
+    source = inspect.getsource(kernels)
+    assert not re.search(r"_ptr \+ \d", source), "a packed buffer's row indexed by its number"
+
+
 def make_case(shape, groups, dtype, channels_last, seed=0):
     """x, gy (B, C, H, W) of dtype and float32 params (6, K), K = C // (2 groups)."""
     g = torch.Generator().manual_seed(seed)

@@ -57,6 +57,7 @@ from torch import Tensor
 
 from . import cpu, eager
 from .eager import compute_dtype
+from .rows import Coef, Param
 
 BACKENDS = ("c", "triton", "eager")
 _forced: str | None = None
@@ -173,14 +174,15 @@ def _autocast_off(x: Tensor):
 
 
 def _flat_params(params, dtype: torch.dtype) -> Tensor:
-    """(6, K): cweight, cbias, sweight, sbias, gn.weight, gn.bias as rows, in ``dtype``."""
-    return torch.cat([p.reshape(-1) for p in params]).to(dtype).view(6, -1)
+    """(N_PARAM, K): cweight, cbias, sweight, sbias, gn.weight, gn.bias as rows (see
+    :class:`~sa_torch.fused.rows.Param`), in ``dtype``."""
+    return torch.cat([p.reshape(-1) for p in params]).to(dtype).view(len(Param), -1)
 
 
 def forward_passes(x: Tensor, params, groups: int, eps: float) -> tuple[Tensor, Tensor, Tensor]:
-    """Passes 1-2: out (B, C, H, W) in x's dtype and layout; coef (5, B, C) = mean, rstd, alpha,
-    beta and ``P - alpha`` (the derivative of beta by the mean); and what the backend saves for
-    the backward (the gate (B, C, H, W), or an empty tensor)."""
+    """Passes 1-2: out (B, C, H, W) in x's dtype and layout; coef (N_COEF, B, C), rows named by
+    :class:`~sa_torch.fused.rows.Coef`; and what the backend saves for the backward (the gate
+    (B, C, H, W), or an empty tensor)."""
     x = _dense(x)
     with _autocast_off(x):
         out = torch.empty_like(x)
@@ -190,7 +192,7 @@ def forward_passes(x: Tensor, params, groups: int, eps: float) -> tuple[Tensor, 
 
 def backward_passes(grad_out: Tensor, x: Tensor, coef: Tensor, saved: Tensor, params, groups: int
                     ) -> tuple[Tensor, Tensor]:
-    """Passes 3-4: dx (B, C, H, W) and the six parameter gradients as rows of a (6, K) tensor."""
+    """Passes 3-4: dx (B, C, H, W) and the six parameter gradients as rows of an (N_PARAM, K) tensor."""
     x = _dense(x)
     gy = grad_out.contiguous(memory_format=_layout(x))
     with _autocast_off(x):
@@ -241,21 +243,21 @@ def shuffle_attention_op(x: Tensor, cweight: Tensor, cbias: Tensor, sweight: Ten
 def _(x, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups, eps):
     x, dtype = _dense(x), compute_dtype(x.dtype)
     saved = torch.empty_like(x, dtype=dtype) if _backend(x).STORES_GATE else x.new_empty(0, dtype=dtype)
-    return torch.empty_like(x), x.new_empty((5, *x.shape[:2]), dtype=dtype), saved
+    return torch.empty_like(x), x.new_empty((len(Coef), *x.shape[:2]), dtype=dtype), saved
 
 
 @torch.library.custom_op("sa_torch::shuffle_attention_backward", mutates_args=())
 def shuffle_attention_backward_op(grad_out: Tensor, x: Tensor, coef: Tensor, saved: Tensor, cweight: Tensor,
                                   cbias: Tensor, sweight: Tensor, sbias: Tensor, gn_weight: Tensor,
                                   gn_bias: Tensor, groups: int) -> tuple[Tensor, Tensor]:
-    """(dx, dparams (6, K)) of :func:`backward_passes`, as one operator for torch.compile."""
+    """(dx, dparams (N_PARAM, K)) of :func:`backward_passes`, as one operator for torch.compile."""
     params = (cweight, cbias, sweight, sbias, gn_weight, gn_bias)
     return backward_passes(grad_out, x, coef, saved, params, groups)
 
 
 @shuffle_attention_backward_op.register_fake
 def _(grad_out, x, coef, saved, cweight, cbias, sweight, sbias, gn_weight, gn_bias, groups):
-    return torch.empty_like(_dense(x)), cweight.new_empty((6, cweight.numel()))
+    return torch.empty_like(_dense(x)), cweight.new_empty((len(Param), cweight.numel()))
 
 
 def _setup_context(ctx, inputs, output):

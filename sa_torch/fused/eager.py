@@ -16,8 +16,9 @@ with torch ops; :mod:`sa_torch.fused.cpu` (C loops) and :mod:`sa_torch.fused.tri
 :func:`forward` and :func:`backward` put them together with the per-channel coefficients
 between them (:func:`channel_vectors`, :func:`parameter_grads`). They are the contract every
 backend keeps: ``forward(x, params, groups, eps, out) -> coef, saved`` and
-``backward(gy, x, coef, saved, params, groups, dx) -> dparams``, params being one (6, K)
-tensor, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias. :mod:`sa_torch.fused.cpu`
+``backward(gy, x, coef, saved, params, groups, dx) -> dparams``, params being one (N_PARAM, K)
+tensor, rows cweight, cbias, sweight, sbias, gn.weight, gn.bias, and coef (N_COEF, B, C) the
+per-channel coefficients, rows named by :mod:`sa_torch.fused.rows`. :mod:`sa_torch.fused.cpu`
 runs each direction as one C function, :mod:`sa_torch.fused.triton` as Triton kernels.
 
 Every pass works on x as it is (NCHW or channels_last): the (B, 2, C/2, H, W) views below
@@ -29,6 +30,8 @@ for float64 x); x, gy, out and dx may be float32, float64, bfloat16 or float16.
 from __future__ import annotations
 
 import torch
+
+from .rows import Coef, Param
 
 
 def in_y_order(t: torch.Tensor) -> torch.Tensor:
@@ -63,7 +66,7 @@ STORES_GATE = True
 
 def channel_vectors(params: torch.Tensor, groups: int) -> torch.Tensor:
     """(3, C): the A, P, Q vectors of :mod:`sa_torch.fused`, channel order ``(g, i, k)``, from
-    params (6, K) = cweight, cbias, sweight, sbias, gn.weight, gn.bias as rows."""
+    params (N_PARAM, K) = cweight, cbias, sweight, sbias, gn.weight, gn.bias as rows."""
     cw, cb, sw, sb, gw, gb = params
     zero = torch.zeros_like(cw)
     apq = torch.stack([zero, sw * gw, cw, zero, cb, torch.addcmul(sb, sw, gb)]).view(3, 1, 2, -1)
@@ -72,19 +75,20 @@ def channel_vectors(params: torch.Tensor, groups: int) -> torch.Tensor:
 
 def parameter_grads(coef: torch.Tensor, sz: torch.Tensor, szx: torch.Tensor, params: torch.Tensor,
                     groups: int) -> torch.Tensor:
-    """(6, K), rows as params: dL/dA = r sum(gz (x - m)), dL/dP = m Sz, dL/dQ = Sz per (b, c),
+    """(N_PARAM, K), rows as params: dL/dA = r sum(gz (x - m)), dL/dP = m Sz, dL/dQ = Sz per (b, c),
     summed over b and the groups, then through A = sweight gn.w, P = cweight, Q = cbias
     (branch 0) or sweight gn.b + sbias (branch 1)."""
-    mean, rstd = coef[0], coef[1]
+    mean, rstd = coef[Coef.MEAN], coef[Coef.RSTD]
     centred = torch.addcmul(szx, mean, sz, value=-1)                  # sum(gz (x - m))
     d_a, d_p, d_q = torch.stack([rstd * centred, mean * sz, sz]).sum(1).view(3, groups, 2, -1).sum(1)
-    _, _, sw, _, gw, gb = params
-    return torch.stack([d_p[0], d_q[0], torch.addcmul(d_a[1] * gw, d_q[1], gb), d_q[1], d_a[1] * sw, d_q[1] * sw])
+    sw, gw, gb = params[Param.SWEIGHT], params[Param.GN_WEIGHT], params[Param.GN_BIAS]
+    rows = {Param.CWEIGHT: d_p[0], Param.CBIAS: d_q[0], Param.SWEIGHT: torch.addcmul(d_a[1] * gw, d_q[1], gb),
+            Param.SBIAS: d_q[1], Param.GN_WEIGHT: d_a[1] * sw, Param.GN_BIAS: d_q[1] * sw}
+    return torch.stack([rows[row] for row in Param])
 
 
 def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out: torch.Tensor):
-    """Passes 1-2: writes out; returns coef (5, B, C) = mean, rstd, alpha, beta, P - alpha,
-    and the gate (saved for the backward)."""
+    """Passes 1-2: writes out; returns coef (N_COEF, B, C) and the gate (saved for the backward)."""
     mean, var = stats(x)
     a, p, q = channel_vectors(params, groups)
     rstd = var.add_(eps).rsqrt_()
@@ -92,12 +96,14 @@ def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out:
     p_alpha = p - alpha
     beta = torch.addcmul(q, mean, p_alpha)                             # P m + Q - alpha m
     saved = gate(x, alpha, beta, out)
-    return torch.stack([mean, rstd, alpha, beta, p_alpha]), saved
+    rows = {Coef.MEAN: mean, Coef.RSTD: rstd, Coef.ALPHA: alpha, Coef.BETA: beta, Coef.P_ALPHA: p_alpha}
+    return torch.stack([rows[row] for row in Coef]), saved
 
 
 def backward(gy, x, coef, saved, params, groups, dx):
-    """Passes 3-4: writes dx; returns the parameter gradients (6, K)."""
-    mean, rstd, alpha, beta, p_alpha = coef
+    """Passes 3-4: writes dx; returns the parameter gradients (N_PARAM, K)."""
+    mean, rstd, alpha = coef[Coef.MEAN], coef[Coef.RSTD], coef[Coef.ALPHA]
+    beta, p_alpha = coef[Coef.BETA], coef[Coef.P_ALPHA]
     sz, szx = gate_sums(gy, x, alpha, beta, saved)
     n = x.shape[2] * x.shape[3]
     centred = torch.addcmul(szx, mean, sz, value=-1)                  # sum(gz (x - m))

@@ -1,11 +1,11 @@
 """The fast SA path as Triton kernels, for CUDA: four passes, the coefficients computed inside.
 
 Same contract as :mod:`sa_torch.fused.cpu`: ``forward(x, params, groups, eps, out)`` writes
-out and returns coef (5, B, C) = mean, rstd, alpha, beta, P - alpha (and an empty tensor:
+out and returns coef (N_COEF, B, C) = mean, rstd, alpha, beta, P - alpha (and an empty tensor:
 nothing else is saved, the backward recomputes the gate, cheaper on a GPU than storing it);
 ``backward(gy, x, coef, saved, params, groups, dx)`` writes dx and returns the parameter
-gradients (6, K). x is (B, C, H, W), float32, bfloat16 or float16, dense in NCHW or
-channels_last, N = H*W; params are float32 (6, K), rows cweight, cbias, sweight, sbias,
+gradients (N_PARAM, K). x is (B, C, H, W), float32, bfloat16 or float16, dense in NCHW or
+channels_last, N = H*W; params are float32 (N_PARAM, K), rows cweight, cbias, sweight, sbias,
 gn.weight, gn.bias. The maths is :mod:`sa_torch.fused`'s; :mod:`sa_torch.fused.eager` is
 the readable version.
 
@@ -31,7 +31,14 @@ import torch
 import triton
 import triton.language as tl
 
+from .rows import Coef, Grad, Param
+
 STORES_GATE = False
+# The rows of params, coef and grads (see sa_torch.fused.rows), as constants a kernel can read
+(PARAM_CWEIGHT, PARAM_CBIAS, PARAM_SWEIGHT, PARAM_SBIAS, PARAM_GN_WEIGHT,
+ PARAM_GN_BIAS) = (tl.constexpr(int(row)) for row in Param)
+COEF_MEAN, COEF_RSTD, COEF_ALPHA, COEF_BETA, COEF_P_ALPHA = (tl.constexpr(int(row)) for row in Coef)
+GRAD_SZ, GRAD_SZX, GRAD_U, GRAD_W = (tl.constexpr(int(row)) for row in Grad)
 
 
 @triton.jit
@@ -42,7 +49,12 @@ def _shuffled(c, C):
 
 
 @triton.jit
-def _stats_kernel(x_ptr, pr_ptr, coef_ptr, B, C, N, K, eps, s_b, s_c, s_n,
+def _stats_kernel(x_ptr,                    # (B, C, H, W) x's dtype, strides (s_b, s_c, s_n)
+                  pr_ptr,                   # (N_PARAM, K) float32
+                  coef_ptr,                 # (N_COEF, B, C) float32, written
+                  B, C, N, K,               # N = H*W, K = C // (2 groups)
+                  eps,                      # GroupNorm's eps
+                  s_b, s_c, s_n,            # strides of a sample, a channel, a position (N = H*W)
                   BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -63,31 +75,36 @@ def _stats_kernel(x_ptr, pr_ptr, coef_ptr, B, C, N, K, eps, s_b, s_c, s_n,
     rstd = 1.0 / tl.sqrt(tl.maximum(tl.sum(acc2, axis=1) / N - m * m, 0.0) + eps)
     j = c % K                                       # A, P, Q of the channels, from the parameters
     spatial = (c // K) % 2 == 1
-    sw = tl.load(pr_ptr + 2 * K + j, mask=c_ok, other=0.0)
-    a = tl.where(spatial, sw * tl.load(pr_ptr + 4 * K + j, mask=c_ok, other=0.0), 0.0)
-    p = tl.where(spatial, 0.0, tl.load(pr_ptr + j, mask=c_ok, other=0.0))
-    sb = tl.load(pr_ptr + 3 * K + j, mask=c_ok, other=0.0)
-    q = tl.where(spatial, sw * tl.load(pr_ptr + 5 * K + j, mask=c_ok, other=0.0) + sb,
-                 tl.load(pr_ptr + K + j, mask=c_ok, other=0.0))
+    sw = tl.load(pr_ptr + PARAM_SWEIGHT * K + j, mask=c_ok, other=0.0)
+    a = tl.where(spatial, sw * tl.load(pr_ptr + PARAM_GN_WEIGHT * K + j, mask=c_ok, other=0.0), 0.0)
+    p = tl.where(spatial, 0.0, tl.load(pr_ptr + PARAM_CWEIGHT * K + j, mask=c_ok, other=0.0))
+    sb = tl.load(pr_ptr + PARAM_SBIAS * K + j, mask=c_ok, other=0.0)
+    q = tl.where(spatial, sw * tl.load(pr_ptr + PARAM_GN_BIAS * K + j, mask=c_ok, other=0.0) + sb,
+                 tl.load(pr_ptr + PARAM_CBIAS * K + j, mask=c_ok, other=0.0))
     alpha = a * rstd
-    at = coef_ptr + b * C + c                        # rows: mean, rstd, alpha, beta, P - alpha
-    tl.store(at, mean, mask=c_ok)
-    tl.store(at + B * C, rstd, mask=c_ok)
-    tl.store(at + 2 * B * C, alpha, mask=c_ok)
-    tl.store(at + 3 * B * C, q + mean * (p - alpha), mask=c_ok)
-    tl.store(at + 4 * B * C, p - alpha, mask=c_ok)
+    at = coef_ptr + b * C + c
+    tl.store(at + COEF_MEAN * B * C, mean, mask=c_ok)
+    tl.store(at + COEF_RSTD * B * C, rstd, mask=c_ok)
+    tl.store(at + COEF_ALPHA * B * C, alpha, mask=c_ok)
+    tl.store(at + COEF_BETA * B * C, q + mean * (p - alpha), mask=c_ok)
+    tl.store(at + COEF_P_ALPHA * B * C, p - alpha, mask=c_ok)
 
 
 @triton.jit
-def _gate_kernel(x_ptr, coef_ptr, out_ptr, B, C, N, s_b, s_c, s_n,
+def _gate_kernel(x_ptr,                     # (B, C, H, W) x's dtype, strides (s_b, s_c, s_n)
+                 coef_ptr,                  # (N_COEF, B, C) float32
+                 out_ptr,                   # (B, C, H, W) x's dtype and strides, written
+                 B, C, N,                   # N = H*W
+                 s_b, s_c, s_n,             # strides of a sample, a channel, a position
                  BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     n = tl.program_id(2) * BLOCK_N + tl.arange(0, BLOCK_N)
     c_ok = c < C
     ok = c_ok[:, None] & (n[None, :] < N)
-    a = tl.load(coef_ptr + 2 * B * C + b * C + c, mask=c_ok, other=0.0)[:, None]
-    t = tl.load(coef_ptr + 3 * B * C + b * C + c, mask=c_ok, other=0.0)[:, None]
+    at = coef_ptr + b * C + c
+    a = tl.load(at + COEF_ALPHA * B * C, mask=c_ok, other=0.0)[:, None]
+    t = tl.load(at + COEF_BETA * B * C, mask=c_ok, other=0.0)[:, None]
     v = tl.load(x_ptr + b * s_b + c[:, None] * s_c + n[None, :] * s_n, mask=ok, other=0.0).to(tl.float32)
     y = v * tl.sigmoid(a * v + t)
     dst = out_ptr + b * s_b + _shuffled(c, C)[:, None] * s_c + n[None, :] * s_n
@@ -95,14 +112,19 @@ def _gate_kernel(x_ptr, coef_ptr, out_ptr, B, C, N, s_b, s_c, s_n,
 
 
 @triton.jit
-def _sums_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, B, C, N, s_b, s_c, s_n,
+def _sums_kernel(gy_ptr,                    # (B, C, H, W) the output's gradient, x's dtype and strides
+                 x_ptr,                     # (B, C, H, W) x's dtype, strides (s_b, s_c, s_n)
+                 coef_ptr,                  # (N_COEF, B, C) float32
+                 grads_ptr,                 # (N_GRAD, B, C) float32, written
+                 B, C, N,                   # N = H*W
+                 s_b, s_c, s_n,             # strides of a sample, a channel, a position
                  BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     c_ok = c < C
     at = b * C + c
-    a = tl.load(coef_ptr + 2 * B * C + at, mask=c_ok, other=0.0)
-    t = tl.load(coef_ptr + 3 * B * C + at, mask=c_ok, other=0.0)
+    a = tl.load(coef_ptr + COEF_ALPHA * B * C + at, mask=c_ok, other=0.0)
+    t = tl.load(coef_ptr + COEF_BETA * B * C + at, mask=c_ok, other=0.0)
     x_row = x_ptr + b * s_b + c[:, None] * s_c
     gy_row = gy_ptr + b * s_b + _shuffled(c, C)[:, None] * s_c
     acc1 = tl.zeros([BLOCK_C, BLOCK_N], dtype=tl.float32)
@@ -117,18 +139,24 @@ def _sums_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, B, C, N, s_b, s_c, s_n,
         acc1 += gz
         acc2 += gz * v
     sz, szx = tl.sum(acc1, axis=1), tl.sum(acc2, axis=1)
-    mean = tl.load(coef_ptr + at, mask=c_ok, other=0.0)
-    rstd = tl.load(coef_ptr + B * C + at, mask=c_ok, other=0.0)
-    p_alpha = tl.load(coef_ptr + 4 * B * C + at, mask=c_ok, other=0.0)
+    mean = tl.load(coef_ptr + COEF_MEAN * B * C + at, mask=c_ok, other=0.0)
+    rstd = tl.load(coef_ptr + COEF_RSTD * B * C + at, mask=c_ok, other=0.0)
+    p_alpha = tl.load(coef_ptr + COEF_P_ALPHA * B * C + at, mask=c_ok, other=0.0)
     u = -a * rstd * rstd * (szx - mean * sz) / N
-    tl.store(grads_ptr + at, sz, mask=c_ok)                      # rows: Sz, Szx, u, w
-    tl.store(grads_ptr + B * C + at, szx, mask=c_ok)
-    tl.store(grads_ptr + 2 * B * C + at, u, mask=c_ok)
-    tl.store(grads_ptr + 3 * B * C + at, sz * p_alpha / N - u * mean, mask=c_ok)
+    tl.store(grads_ptr + GRAD_SZ * B * C + at, sz, mask=c_ok)
+    tl.store(grads_ptr + GRAD_SZX * B * C + at, szx, mask=c_ok)
+    tl.store(grads_ptr + GRAD_U * B * C + at, u, mask=c_ok)
+    tl.store(grads_ptr + GRAD_W * B * C + at, sz * p_alpha / N - u * mean, mask=c_ok)
 
 
 @triton.jit
-def _dx_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, dx_ptr, B, C, N, s_b, s_c, s_n,
+def _dx_kernel(gy_ptr,                      # (B, C, H, W) the output's gradient, x's dtype and strides
+               x_ptr,                       # (B, C, H, W) x's dtype, strides (s_b, s_c, s_n)
+               coef_ptr,                    # (N_COEF, B, C) float32
+               grads_ptr,                   # (N_GRAD, B, C) float32
+               dx_ptr,                      # (B, C, H, W) x's dtype and strides, written
+               B, C, N,                     # N = H*W
+               s_b, s_c, s_n,               # strides of a sample, a channel, a position
                BLOCK_C: tl.constexpr, BLOCK_N: tl.constexpr):
     b = tl.program_id(0).to(tl.int64)
     c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
@@ -136,10 +164,10 @@ def _dx_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, dx_ptr, B, C, N, s_b, s_c, s_
     c_ok = c < C
     ok = c_ok[:, None] & (n[None, :] < N)
     at = b * C + c
-    a = tl.load(coef_ptr + 2 * B * C + at, mask=c_ok, other=0.0)[:, None]
-    t = tl.load(coef_ptr + 3 * B * C + at, mask=c_ok, other=0.0)[:, None]
-    u = tl.load(grads_ptr + 2 * B * C + at, mask=c_ok, other=0.0)[:, None]
-    w = tl.load(grads_ptr + 3 * B * C + at, mask=c_ok, other=0.0)[:, None]
+    a = tl.load(coef_ptr + COEF_ALPHA * B * C + at, mask=c_ok, other=0.0)[:, None]
+    t = tl.load(coef_ptr + COEF_BETA * B * C + at, mask=c_ok, other=0.0)[:, None]
+    u = tl.load(grads_ptr + GRAD_U * B * C + at, mask=c_ok, other=0.0)[:, None]
+    w = tl.load(grads_ptr + GRAD_W * B * C + at, mask=c_ok, other=0.0)[:, None]
     here = b * s_b + c[:, None] * s_c + n[None, :] * s_n
     v = tl.load(x_ptr + here, mask=ok, other=0.0).to(tl.float32)
     d = tl.load(gy_ptr + b * s_b + _shuffled(c, C)[:, None] * s_c + n[None, :] * s_n, mask=ok,
@@ -150,7 +178,12 @@ def _dx_kernel(gy_ptr, x_ptr, coef_ptr, grads_ptr, dx_ptr, B, C, N, s_b, s_c, s_
 
 
 @triton.jit
-def _param_grads_kernel(coef_ptr, grads_ptr, pr_ptr, dparams_ptr, B, C, K, G, BLOCK_B: tl.constexpr):
+def _param_grads_kernel(coef_ptr,           # (N_COEF, B, C) float32
+                        grads_ptr,          # (N_GRAD, B, C) float32
+                        pr_ptr,             # (N_PARAM, K) float32
+                        dparams_ptr,        # (N_PARAM, K) float32, written
+                        B, C, K, G,         # G groups, K = C // (2 G)
+                        BLOCK_B: tl.constexpr):
     """dL/dA = r (Szx - m Sz), dL/dP = m Sz, dL/dQ = Sz summed over b and the groups, for index k."""
     k = tl.program_id(0)
     d_p0 = tl.zeros([BLOCK_B], dtype=tl.float32)
@@ -162,23 +195,25 @@ def _param_grads_kernel(coef_ptr, grads_ptr, pr_ptr, dparams_ptr, B, C, K, G, BL
         b_ok = b < B
         for g in range(G):
             i0 = b.to(tl.int64) * C + g * 2 * K + k            # branch 0, then branch 1 at i0 + K
-            sz0 = tl.load(grads_ptr + i0, mask=b_ok, other=0.0)
-            d_p0 += tl.load(coef_ptr + i0, mask=b_ok, other=0.0) * sz0
+            sz0 = tl.load(grads_ptr + GRAD_SZ * B * C + i0, mask=b_ok, other=0.0)
+            d_p0 += tl.load(coef_ptr + COEF_MEAN * B * C + i0, mask=b_ok, other=0.0) * sz0
             d_q0 += sz0
             i1 = i0 + K
-            sz1 = tl.load(grads_ptr + i1, mask=b_ok, other=0.0)
-            szx1 = tl.load(grads_ptr + B * C + i1, mask=b_ok, other=0.0)
-            m1 = tl.load(coef_ptr + i1, mask=b_ok, other=0.0)
-            d_a1 += tl.load(coef_ptr + B * C + i1, mask=b_ok, other=0.0) * (szx1 - m1 * sz1)
+            sz1 = tl.load(grads_ptr + GRAD_SZ * B * C + i1, mask=b_ok, other=0.0)
+            szx1 = tl.load(grads_ptr + GRAD_SZX * B * C + i1, mask=b_ok, other=0.0)
+            m1 = tl.load(coef_ptr + COEF_MEAN * B * C + i1, mask=b_ok, other=0.0)
+            d_a1 += tl.load(coef_ptr + COEF_RSTD * B * C + i1, mask=b_ok, other=0.0) * (szx1 - m1 * sz1)
             d_q1 += sz1
     p0, q0, a1, q1 = tl.sum(d_p0), tl.sum(d_q0), tl.sum(d_a1), tl.sum(d_q1)
-    sw, gw, gb = tl.load(pr_ptr + 2 * K + k), tl.load(pr_ptr + 4 * K + k), tl.load(pr_ptr + 5 * K + k)
-    tl.store(dparams_ptr + k, p0)                               # rows as the parameters
-    tl.store(dparams_ptr + K + k, q0)
-    tl.store(dparams_ptr + 2 * K + k, a1 * gw + q1 * gb)
-    tl.store(dparams_ptr + 3 * K + k, q1)
-    tl.store(dparams_ptr + 4 * K + k, a1 * sw)
-    tl.store(dparams_ptr + 5 * K + k, q1 * sw)
+    sw = tl.load(pr_ptr + PARAM_SWEIGHT * K + k)
+    gw = tl.load(pr_ptr + PARAM_GN_WEIGHT * K + k)
+    gb = tl.load(pr_ptr + PARAM_GN_BIAS * K + k)
+    tl.store(dparams_ptr + PARAM_CWEIGHT * K + k, p0)
+    tl.store(dparams_ptr + PARAM_CBIAS * K + k, q0)
+    tl.store(dparams_ptr + PARAM_SWEIGHT * K + k, a1 * gw + q1 * gb)
+    tl.store(dparams_ptr + PARAM_SBIAS * K + k, q1)
+    tl.store(dparams_ptr + PARAM_GN_WEIGHT * K + k, a1 * sw)
+    tl.store(dparams_ptr + PARAM_GN_BIAS * K + k, q1 * sw)
 
 
 def _geometry(x: torch.Tensor):
@@ -195,7 +230,7 @@ def _geometry(x: torch.Tensor):
 
 def forward(x, params, groups, eps, out):
     (b, c, n, *strides), (bc, bn) = _geometry(x)
-    coef = torch.empty((5, b, c), dtype=torch.float32, device=x.device)
+    coef = torch.empty((len(Coef), b, c), dtype=torch.float32, device=x.device)
     _stats_kernel[(b, triton.cdiv(c, bc))](x, params, coef, b, c, n, params.shape[1], eps, *strides,
                                            BLOCK_C=bc, BLOCK_N=bn)
     _gate_kernel[(b, triton.cdiv(c, bc), triton.cdiv(n, bn))](x, coef, out, b, c, n, *strides,
@@ -205,12 +240,12 @@ def forward(x, params, groups, eps, out):
 
 def backward(gy, x, coef, saved, params, groups, dx):
     (b, c, n, *strides), (bc, bn) = _geometry(x)
-    grads = torch.empty((4, b, c), dtype=torch.float32, device=x.device)      # Sz, Szx, u, w
+    grads = torch.empty((len(Grad), b, c), dtype=torch.float32, device=x.device)
     _sums_kernel[(b, triton.cdiv(c, bc))](gy, x, coef, grads, b, c, n, *strides, BLOCK_C=bc, BLOCK_N=bn)
     _dx_kernel[(b, triton.cdiv(c, bc), triton.cdiv(n, bn))](gy, x, coef, grads, dx, b, c, n, *strides,
                                                             BLOCK_C=bc, BLOCK_N=bn)
     k = params.shape[1]
-    dparams = torch.empty((6, k), dtype=torch.float32, device=x.device)
+    dparams = torch.empty((len(Param), k), dtype=torch.float32, device=x.device)
     _param_grads_kernel[(k,)](coef, grads, params, dparams, b, c, k, groups,
                               BLOCK_B=min(256, triton.next_power_of_2(b)))
     return dparams

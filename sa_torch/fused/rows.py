@@ -1,0 +1,52 @@
+"""The rows of the small buffers the fused SA passes share: one name each, for Python, C and Triton.
+
+The fast path packs its per-channel quantities into a few buffers, one row per quantity:
+
+- ``params`` (N_PARAM, K): the layer's six parameters, in the official order.
+- ``coef`` (N_COEF, B, C): what the forward computes per (sample, channel) and the backward
+  reuses (the quantities of the derivation in :mod:`sa_torch.fused`).
+- ``grads`` (N_GRAD, B, C): the sums and dx coefficients the Triton backward passes between
+  its kernels.
+
+Python indexes them with these enums (``coef[Coef.ALPHA]``); ``cpu.c`` defines the same rows as
+``COEF_ALPHA`` and so on, and :mod:`sa_torch.fused.triton` as constexpr constants of the same
+names, taken from here (tests/test_fused_rows.py checks that the three agree).
+"""
+import enum
+
+
+class Param(enum.IntEnum):
+    """Rows of params (N_PARAM, K)."""
+    CWEIGHT = 0
+    CBIAS = 1
+    SWEIGHT = 2
+    SBIAS = 3
+    GN_WEIGHT = 4
+    GN_BIAS = 5
+
+
+class Coef(enum.IntEnum):
+    """Rows of coef (N_COEF, B, C)."""
+    MEAN = 0          # m, the channel's mean
+    RSTD = 1          # r = 1 / sqrt(var + eps)
+    ALPHA = 2         # alpha = A r
+    BETA = 3          # beta = P m + Q - alpha m: the gate is sigmoid(alpha x + beta)
+    P_ALPHA = 4       # P - alpha, the derivative of beta by the mean
+
+
+class Grad(enum.IntEnum):
+    """Rows of the Triton backward's grads (N_GRAD, B, C)."""
+    SZ = 0            # Sz = sum(gz)
+    SZX = 1           # Szx = sum(gz x)
+    U = 2             # u and w of dx = gy g + alpha gz + u x + w
+    W = 3
+
+
+def c_names() -> dict[str, int]:
+    """Every row as C and Triton name it (``COEF_ALPHA``), and the row counts (``N_COEF``)."""
+    names = {}
+    for rows in (Param, Coef, Grad):
+        prefix = rows.__name__.upper()
+        names.update({f"{prefix}_{row.name}": int(row) for row in rows})
+        names[f"N_{prefix}"] = len(rows)
+    return names
