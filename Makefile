@@ -54,9 +54,9 @@ NB ?= exercises/
 grade: $(STAMP) sandbox
 	@$(BIN)/python -m sa_course.grade $(NB); status=$$?; [ $$status -le 1 ] || exit $$status
 
-## NumPy vs torch timings, written over docs/benchmarks.md (that is what this target is for).
+## NumPy vs torch timings, written over docs/results/numpy_vs_torch.md (that is what this target is for).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_sa.py --out docs/benchmarks.md --overwrite
+	$(BIN)/python benchmarks/bench_sa.py --out docs/results/numpy_vs_torch.md --overwrite
 
 constraints: $(STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | sed '/^-e /d' > /tmp/freeze.txt

@@ -1,7 +1,7 @@
 """Time Shuffle Attention forward + backward: NumPy (sa_numpy, fused) vs torch (sa_torch), CPU, float32.
 
-    python benchmarks/bench_sa.py                          # print the table
-    python benchmarks/bench_sa.py --out docs/benchmarks.md # and write it (what `make bench` runs)
+    python benchmarks/bench_sa.py                                       # print the table
+    python benchmarks/bench_sa.py --out docs/results/numpy_vs_torch.md  # and write it (`make bench`)
 
 Every number is the median of ``--repeats`` timed runs after warm-up runs. torch runs at
 1 and 2 threads (``torch.set_num_threads``). NumPy runs as it is: its elementwise ufuncs
