@@ -275,7 +275,7 @@ CATALOGUE = {
     "forward_returns_no_cache": (checks.check_channel_gate, (returns_only_output, CG_B), AssertionError,
                                  "should return a tuple (y0, cache); yours returned an ndarray"),
     "backward_returns_none": (checks.check_channel_gate, (ref.channel_gate_forward, forgets_to_return_dcbias),
-                              AssertionError, "dcbias (vs numerical gradient): yours is None"),
+                              AssertionError, "dcbias: yours is None"),
 }
 
 
@@ -341,7 +341,7 @@ def test_a_failure_renders_as_its_message_and_hint_without_the_checks_frames():
     shown = info.value._render_traceback_()
     text = "\n".join(shown)
     assert shown[0].startswith("CheckFailure: dx (groups=2)") and "harness.py" not in text and "File " not in text
-    assert any(line.lstrip().startswith("hint: the backward of a permutation") for line in shown[:6]), text
+    assert any(line.lstrip().startswith("hint: you shuffled dout forward again") for line in shown[:6]), text
     assert "full_traceback()" in shown[-1] and len(shown) <= 8
     assert all(len(line) <= checks.harness.WIDTH for line in shown[:-1])
     assert info.value.mistake == "shuffle.dx.forward_again"     # what the grader and the tests read
@@ -368,3 +368,40 @@ def test_a_stub_renders_as_its_message_alone():
         checks.check_channel_gate(not_written, CG_B)
     shown = info.value._render_traceback_()
     assert " ".join(line.strip() for line in shown) == f"NotAttempted: {info.value}"
+
+
+# ---------------------------------------------------------------- hints name the mistake, not the answer
+
+def test_the_split_hint_names_the_mistake_and_the_lesson_not_the_reshape():
+    with pytest.raises(AssertionError) as info:
+        checks.check_grouping(split_halves_first, *GROUPING[1:])
+    hint = str(info.value).split("hint: ", 1)[1]
+    assert "You split all C channels in half first" in hint and "lesson 01" in hint
+    assert "reshape" not in hint.replace("grouping is a reshape", "") and "[:, :K]" not in hint
+
+
+@pytest.mark.parametrize("check, lesson", [("grouping", "lesson 01"), ("shuffle", "lesson 04")])
+def test_every_hint_of_exercises_01_and_04_points_to_its_lesson(check, lesson):
+    from sa_course.checks.mistakes import TABLE
+    own = [m for m in TABLE if m.check == check]
+    assert own and all(lesson in m.hint for m in own), [m.id for m in own if lesson not in m.hint]
+
+
+def test_the_c_over_2_rule_names_the_groups_it_needed():
+    with pytest.raises(AssertionError) as info:
+        checks.check_shuffle(ref.channel_shuffle_forward, lambda dout, cache: ref.channel_shuffle_forward(
+            dout, dout.shape[1] // 2)[0])
+    assert info.value.mistake == "shuffle.dx.inverse_with_half_c"
+    assert "with groups=3 the inverse needs C/groups=4, you used C/2=6" in str(info.value)
+    assert "wrong order" not in str(info.value)
+
+
+def test_a_wrong_type_or_shape_is_not_labelled_vs_numerical_gradient():
+    def dcweight_per_row(dout, cache):
+        dx0, dcw, dcb = ref.channel_gate_backward(dout, cache)
+        return dx0, np.repeat(dcw, 2, axis=0), dcb
+    for backward, text in ((forgets_to_return_dcbias, "dcbias: yours is None"),
+                           (dcweight_per_row, "dcweight: shape (2, 4, 1, 1) differs")):
+        with pytest.raises(AssertionError) as info:
+            checks.check_channel_gate(ref.channel_gate_forward, backward)
+        assert str(info.value).startswith(text) and "numerical" not in str(info.value), str(info.value)

@@ -392,6 +392,12 @@ def shuffle_forward_cache_first(x, groups=2):
     return cache, out
 
 
+def shuffle_backward_two_group_rule(dout, cache):
+    """Lesson 04's inverse of a 2-group shuffle (a shuffle with C/2 groups), used for every groups."""
+    b, c, h, w = dout.shape
+    return dout.reshape(b, c // 2, 2, h, w).transpose(0, 2, 1, 3, 4).reshape(b, c, h, w).copy()
+
+
 def shuffle_backward_float64_buffer(dout, cache):
     dx = np.zeros(dout.shape)
     dx[...] = shuffle_backward(dout, cache)
@@ -514,6 +520,10 @@ CATALOGUE = {
                               "axis C looks reordered (the expected's 12 entries laid out as a (2, C/groups=6) grid"),
     "layer_merges_by_stacking_the_branches": (sa_layer, (sa_forward_merges_by_stacking, SA[1]), "generic.reordered",
                                               "the slices along axis C are reordered"),
+    # a rule learnt for one case, used for all
+    "shuffle_backward_with_c_over_2_groups": (shuffle, (SH[0], shuffle_backward_two_group_rule),
+                                              "shuffle.dx.inverse_with_half_c",
+                                              "the inverse shuffle has C/groups groups, not C/2"),
     # two results returned or unpacked in swapped order
     "grouping_split_returns_the_cache_first": (grouping, (split_forward_cache_first, *G[1:]), "generic.swapped",
                                                "you returned (cache, (x0, x1))"),

@@ -251,9 +251,12 @@ class Report:
             self.ref = max(self.ref, error)
 
     def outputs(self, names, ours, refs, numerics, mistakes: dict, no_alias: dict) -> None:
-        """Each output against its numerical gradient (when given), then against the reference."""
+        """Each output against its numerical gradient (when given), then against the reference.
+        A wrong type, shape or dtype is reported against the reference alone: it is no matter
+        of numerical gradients."""
         for name, mine, ref, num in zip(names, ours, refs, numerics):
-            if num is not None:
+            same_kind = isinstance(mine, np.ndarray) and mine.shape == ref.shape and mine.dtype == ref.dtype
+            if num is not None and same_kind:
                 self.expect(f"{name} (vs numerical gradient)", mine, num, mistakes.get(name, ()), numeric=True)
             self.expect(name, mine, ref, mistakes.get(name, ()))
             not_a_view(name, mine, no_alias)

@@ -53,8 +53,12 @@ def _add(id_: str, hint: str, make: Callable) -> None:
 def hints(check: str, tensor: str, c) -> list[Candidate]:
     """The candidates for one tensor: its known mistakes bound to the check's context c, then
     the generic diagnoses from ``c.facts``. A hint may say ``{shape}``: the shape of the
-    reference, ``c.refs_by_name[tensor]``."""
-    text = lambda m: m.hint.format(shape=c.refs_by_name[tensor].shape) if "{shape}" in m.hint else m.hint
+    reference, ``c.refs_by_name[tensor]``, or name a number of ``c.hint_numbers`` ({groups}, ...)."""
+    def text(m: Mistake) -> str:
+        if "{" not in m.hint:
+            return m.hint
+        shape = c.refs_by_name[tensor].shape if "{shape}" in m.hint else None
+        return m.hint.format(shape=shape, **getattr(c, "hint_numbers", {}))
     table = [recomputed(m.id, text(m), lambda m=m: m.make(c)) for m in TABLE if m.check == check and m.tensor == tensor]
     facts = getattr(c, "facts", None)
     return first(tensor, facts) + table + generic(tensor, facts)
@@ -105,31 +109,37 @@ def _shape(check: str, tensor: str, unsummed: Callable | None = None) -> None:
 # ------------------------------------------------------------------ 01 grouping
 for _i, _half in enumerate(("x0", "x1")):
     _add(f"grouping.{_half}.halves_first",
-         "group first, then split each group in two: reshape to (B*G, 2K, H, W) and take [:, :K] and "
-         "[:, K:]. You split all C channels in half first", lambda c, i=_i: c.half(c.halves_first[:, i]))
+         "You split all C channels in half first, so x0 took the first half of each sample, not of each group. "
+         "Group first (G groups of 2K consecutive channels), then split every group into its two halves of K "
+         "(lesson 01, section 1: grouping is a reshape)", lambda c, i=_i: c.half(c.halves_first[:, i]))
     _add(f"grouping.{_half}.groups_first",
-         "row n of the halves is sample n // G, group n % G (sample-major): x.reshape(B*G, 2K, H, W) "
-         "gives that order; you put the groups first",
+         "you put the groups first: your row n is group n // B of sample n % B, but row n of the halves is "
+         "sample n // G, group n % G (sample-major), the order a reshape keeps when nothing is transposed "
+         "(lesson 01, section 3: where every channel goes)",
          lambda c, i=_i: c.half(c.xg.transpose(1, 0, 2, 3, 4)[:, :, i * c.k:(i + 1) * c.k]))
-    _add(f"grouping.{_half}.interleaved", "each half is a block of K consecutive channels, not every other "
-         "channel", lambda c, i=_i: c.half(c.xg[:, :, i::2]))
-    _add(f"grouping.{_half}.unmerged", "merge the batch and group axes: each half has shape (B*G, K, H, W)",
+    _add(f"grouping.{_half}.interleaved", "you took every other channel of a group: each half is a block of K "
+         "consecutive channels (lesson 01, section 1)", lambda c, i=_i: c.half(c.xg[:, :, i::2]))
+    _add(f"grouping.{_half}.unmerged", "you kept the batch and group axes apart: each half has shape "
+         "(B*G, K, H, W), one row per sample and group (lesson 01, section 1)",
          lambda c, i=_i: c.xg[:, :, i * c.k:(i + 1) * c.k])
-_add("grouping.dx.swapped", "dx0 goes back to the first half of each group and dx1 to the second; you "
-     "swapped them", lambda c: group_split_backward((c.dx1, c.dx0), c.rcache))
-_add("grouping.dx.concat_then_reshape", "undo the forward exactly: concatenate dx0 and dx1 along the channel "
-     "axis (axis=1), then reshape to (B, C, H, W)",
+_add("grouping.dx.swapped", "you swapped dx0 and dx1: dx0 goes back to the first half of each group and dx1 "
+     "to the second (lesson 01, section 5)", lambda c: group_split_backward((c.dx1, c.dx0), c.rcache))
+_add("grouping.dx.concat_then_reshape", "you brought each half back to (B, C/2, H, W) before joining them, "
+     "so every dx0 channel lands before every dx1 channel: undo the forward's steps in reverse order, the "
+     "split of each group first, then the grouping (lesson 01, section 5)",
      lambda c: np.concatenate([c.dx0.reshape(c.b, -1, c.h, c.w), c.dx1.reshape(c.b, -1, c.h, c.w)], axis=1))
-_add("grouping.y.swapped", "y0 goes into the first half of each group and y1 into the second; you swapped them",
+_add("grouping.y.swapped", "you swapped y0 and y1: y0 goes into the first half of each group and y1 into the "
+     "second (lesson 01, section 1)",
      lambda c: group_merge_forward(c.y1, c.y0, c.b)[0])
-_add("grouping.y.batch_axis", "concatenate along the channel axis (axis=1) before reshaping to (B, C, H, W)",
+_add("grouping.y.batch_axis", "you joined y0 and y1 along the rows (axis 0): a group's two halves sit side by "
+     "side in its channels (lesson 01, section 1)",
      lambda c: np.concatenate([c.y0, c.y1], axis=0).reshape(c.b, c.c, c.h, c.w))
 
 # ------------------------------------------------------------------ 02 channel gate
 _add("channel_gate.y0.no_sigmoid", "apply the sigmoid: the gate is sigmoid(cweight * s + cbias), not the "
      "affine itself", lambda c: c.x0 * (c.cw * c.s + c.cb))
-_add("channel_gate.y0.no_pooling", "pool first: s is the mean of each channel over its H*W pixels "
-     "(x0.mean(axis=(2, 3), keepdims=True)); you gated every pixel by itself", lambda c: c.gate(c.x0))
+_add("channel_gate.y0.no_pooling", "you gated every pixel by itself: pool first, s is the mean of each channel "
+     "over its H*W pixels (lesson 02, section 1)", lambda c: c.gate(c.x0))
 _add("channel_gate.y0.mean_over_channels", "average each channel over its pixels only, axis=(2, 3); you also "
      "averaged over the channels", lambda c: c.gate(c.x0.mean(axis=(1, 2, 3), keepdims=True)))
 _add("channel_gate.y0.mean_over_batch", "average over the pixels of each row, axis=(2, 3); you also averaged "
@@ -147,8 +157,8 @@ _add("channel_gate.y0.gate_only", "return the gated input x0 * gate, not the gat
 for _axes in (a for r in range(1, 5) for a in itertools.combinations(range(4), r)):
     if _axes not in ((2, 3), (1, 2, 3), (0, 2, 3)):        # the right one, and the two named above
         _letters = "".join("NKHW"[a] for a in _axes)
-        _add(f"channel_gate.y0.mean_over_{_letters}", f"pool each channel over its own H*W pixels, "
-             f"x0.mean(axis=(2, 3), keepdims=True); you averaged over axis={_axes} ({', '.join(_letters)})",
+        _add(f"channel_gate.y0.mean_over_{_letters}", f"you averaged over axis={_axes} ({', '.join(_letters)}): "
+             f"pool each channel over its own H*W pixels, the axes H and W (lesson 02, section 1)",
              lambda c, a=_axes: c.gate(c.x0.mean(axis=a, keepdims=True)))
 _NO_DERIV = ("you dropped the sigmoid's derivative: z goes through the sigmoid, so multiply "
              "by sigmoid(z) * (1 - sigmoid(z))")
@@ -187,22 +197,22 @@ _add("groupnorm.out.fixed_eps", "use the eps argument instead of a fixed 1e-5 (t
      lambda c: c.gn(eps=1e-5))
 _add("groupnorm.out.divides_by_variance", "divide by the standard deviation sqrt(var + eps), not by the "
      "variance", lambda c: c.gn(sqrt=False))
-_add("groupnorm.out.layer_norm", "the statistics are per (sample, group): reshape to (N, num_groups, -1) and "
-     "reduce over the last axis. You used all of (C, H, W), i.e. layer norm", lambda c: c.gn(groups=1))
+_add("groupnorm.out.layer_norm", "the statistics are per (sample, group) of C/num_groups channels. You used all "
+     "of (C, H, W), i.e. layer norm (lesson 03, section 1)", lambda c: c.gn(groups=1))
 _add("groupnorm.out.instance_norm", "the statistics are per (sample, group) of C/num_groups channels; you "
      "normalised each channel alone (instance norm)", lambda c: c.gn(groups=c.c))
 _add("groupnorm.out.batch_norm", "the statistics are per sample: you reduced over the batch axis (batch norm)",
      lambda c: c.gn(batch_stats=True))
 _add("groupnorm.out.no_affine", "apply the per-channel affine: out = gamma[c] * xhat + beta[c]",
      lambda c: c.gn(gamma=np.ones(c.c), beta=np.zeros(c.c)))
-_add("groupnorm.out.stats_over_groups_axis", "take the mean and the variance over the LAST axis of "
-     "x.reshape(N, num_groups, -1), one statistic per (sample, group); you reduced over axis 1, across the groups",
+_add("groupnorm.out.stats_over_groups_axis", "you reduced over axis 1 of the (N, num_groups, M) view, across "
+     "the groups: one mean and one variance per (sample, group), over that group's M elements (lesson 03, "
+     "section 1)",
      lambda c: c.gn(axis=1))
-_add("groupnorm.out.interleaved_groups", "a group is a block of C/num_groups CONSECUTIVE channels, "
-     "x.reshape(N, num_groups, -1); your groups took every num_groups-th channel", lambda c: c.gn(interleaved=True))
-_add("groupnorm.dx.no_mean_terms", "the mean and the variance depend on x too: dx = rstd * (g - mean(g) - "
-     "xhat * mean(g * xhat)) with g = dout * gamma and means over each group; you dropped both "
-     "mean-subtraction terms", lambda c: c.dx(mean_term=False, var_term=False))
+_add("groupnorm.out.interleaved_groups", "your groups took every num_groups-th channel: a group is a block of "
+     "C/num_groups CONSECUTIVE channels (lesson 03, section 1)", lambda c: c.gn(interleaved=True))
+_add("groupnorm.dx.no_mean_terms", "the mean and the variance depend on x too, and each adds a term to dx; "
+     "you dropped both mean-subtraction terms (lesson 03, section 4 derives them)", lambda c: c.dx(mean_term=False, var_term=False))
 _add("groupnorm.dx.no_variance_term", "you dropped the term from the variance, - xhat * mean(g * xhat)",
      lambda c: c.dx(var_term=False))
 _add("groupnorm.dx.no_mean_term", "you dropped the term from the mean, - mean(g)", lambda c: c.dx(mean_term=False))
@@ -210,8 +220,8 @@ _add("groupnorm.dx.no_gamma", "the gradient reaching xhat is g = dout * gamma: m
      lambda c: c.dx(use_gamma=False))
 _add("groupnorm.dx.means_over_groups_axis", "the two means in dx are over each group's M elements, the last axis "
      "of the (N, num_groups, M) view; you took them over axis 1, across the groups", lambda c: c.dx(axis=1))
-_add("groupnorm.dx.no_rstd", "the chain rule's factor rstd = 1 / sqrt(var + eps) is missing: dx = rstd * (g - "
-     "mean(g) - xhat * mean(g * xhat))", lambda c: c.dx(use_rstd=False))
+_add("groupnorm.dx.no_rstd", "the chain rule's factor rstd = 1 / sqrt(var + eps) is missing: xhat = (x - mean) "
+     "* rstd, so every term of dx carries it (lesson 03, section 4)", lambda c: c.dx(use_rstd=False))
 _STALE_XHAT = STALE.format(what="xhat", how="the affine was applied to xhat in place (xhat *= gamma; xhat += beta)",
                            reads="the output", into="out = gamma * xhat + beta")
 _add("groupnorm.dx.stale_xhat", _STALE_XHAT, lambda c: c.backward_from(xhat=c.rout)[0])
@@ -249,8 +259,8 @@ _add("spatial_gate.dx1.no_direct_path", "x1 is used twice, as the gated value an
      "direct term dout * sigmoid(z)", lambda c: c.variant(0, direct=False))
 _add("spatial_gate.dx1.no_gate_path", "x1 is used twice: add the term that flows back through the gate and "
      "GroupNorm", lambda c: c.variant(0, gate_path=False))
-_add("spatial_gate.dx1.no_gn_mean_terms", "in GroupNorm's backward, keep the two mean-subtraction terms (from "
-     "the mean and the variance): rstd * (g - mean(g) - xhat * mean(g * xhat))",
+_add("spatial_gate.dx1.no_gn_mean_terms", "in GroupNorm's backward you dropped the two mean-subtraction terms "
+     "(from the mean and the variance); lesson 03, section 4 derives them",
      lambda c: c.variant(0, gn_mean_terms=False))
 _add("spatial_gate.dx1.gate_path_no_sweight", "z = sweight * n + sbias, so the gradient reaching GroupNorm is "
      "dz * sweight: the chain rule's factor sweight is missing (pass dz * sweight to GroupNorm's backward)",
@@ -269,17 +279,22 @@ _add("spatial_gate.dsweight.stale_n", STALE.format(what="n", how="z = sweight * 
 _last_forward("spatial_gate", ("dx1", "dsweight", "dsbias", "dgn_weight", "dgn_bias"))
 
 # ------------------------------------------------------------------ 04 channel shuffle
-_add("shuffle.out.identity", "you returned the channels in their original order: view x as (B, groups, "
-     "C/groups, H, W), swap axes 1 and 2, and flatten back", lambda c: c.x)
-_add("shuffle.out.inverse", "that is the INVERSE shuffle (the backward): view x as (B, groups, C/groups, H, W), "
-     "not (B, C/groups, groups, H, W)", lambda c: c.shuffle(c.x, c.c // c.groups))
-_add("shuffle.out.two_groups", "use the groups argument; you always shuffled with 2 groups",
+_add("shuffle.out.identity", "you returned the channels in their original order: the shuffle moves channel "
+     "j of group g to a new place (lesson 04, section 1 shuffles 1, ..., 8 by hand)", lambda c: c.x)
+_add("shuffle.out.inverse", "that is the INVERSE shuffle, the backward's permutation: you read the channels "
+     "as C/groups blocks of groups, where the forward reads them as groups blocks of C/groups (lesson 04, "
+     "sections 1 and 3)", lambda c: c.shuffle(c.x, c.c // c.groups))
+_add("shuffle.out.two_groups", "you always shuffled with 2 groups: use the groups argument (lesson 04, "
+     "section 1)",
      lambda c: None if c.groups == 2 else c.shuffle(c.x, 2))
-_add("shuffle.dx.forward_again", "the backward of a permutation is its INVERSE: shuffle dout with C/groups "
-     "groups (or write dout back where each channel came from); you shuffled it forward again",
+_add("shuffle.dx.inverse_with_half_c", "the inverse shuffle has C/groups groups, not C/2: lesson 04 (section 3) "
+     "undoes a shuffle with 2 groups, where C/groups is C/2; with groups={groups} the inverse needs "
+     "C/groups={c_over_groups}, you used C/2={half}", lambda c: None if c.groups == 2 else c.shuffle(c.dout, c.c // 2))
+_add("shuffle.dx.forward_again", "you shuffled dout forward again: the backward of a permutation is its INVERSE, "
+     "which sends every channel back where it came from (lesson 04, section 3)",
      lambda c: c.shuffle(c.dout, c.groups))
-_add("shuffle.dx.not_unshuffled", "dout arrives in the shuffled order: un-shuffle it (the inverse permutation)",
-     lambda c: c.dout)
+_add("shuffle.dx.not_unshuffled", "you passed dout through unchanged: it arrives in the shuffled order, so "
+     "un-shuffle it with the inverse permutation (lesson 04, section 3)", lambda c: c.dout)
 
 # ------------------------------------------------------------------ 05 the whole layer
 _add("sa_layer.out.no_shuffle", "you forgot the channel shuffle at the end: channel_shuffle_forward(y, 2)",

@@ -25,7 +25,8 @@ def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> No
         tag = f" (groups={groups})"
         facts = Facts(numbers={"B": b, "C": c, "H": h, "W": w, "groups": groups, "C/groups": c // groups},
                       axes={"out": axes, "dx": axes})
-        ctx = SimpleNamespace(x=x, c=c, groups=groups, shuffle=shuffle, facts=facts)
+        ctx = SimpleNamespace(x=x, c=c, groups=groups, shuffle=shuffle, facts=facts,
+                              hint_numbers={"groups": groups, "c_over_groups": c // groups, "half": c // 2})
         rout, rcache = channel_shuffle_forward(x, groups)
         out, cache = call(channel_shuffle_forward_fn, "channel_shuffle_forward",
                           [("x", x), ("groups", groups)], ("out", "cache"))
