@@ -159,12 +159,17 @@ def learner_overlap(da, db, how):
         dv[:, :4] += db
     elif how == "concatenates":
         dv = np.concatenate([da, db], axis=1)
+    elif how == "subtracts":
+        dv[:, 1:] -= db
+    elif how == "adds ones":
+        dv[:, 1:] += 1
     return dv
 
 
 @pytest.mark.parametrize("how, says", [
     ("assigns", "do not assign"), ("forgets b", "a's term alone"), ("starts afresh", "b's term alone"),
-    ("shifts", "starts at column 1"), ("concatenates", "overlap adds up"),
+    ("shifts", "starts at column 1"), ("concatenates", "overlap adds up"), ("subtracts", "not - db"),
+    ("adds ones", "multiplies it by b's upstream gradient db"),
 ])
 def test_lesson01_overlap_mistakes_get_their_lesson(capsys, overlap, how, says):
     da, db = overlap
@@ -214,6 +219,7 @@ def test_lesson02_pre_activation_accepts_the_loop_value(capsys, gate_inputs):
     (lambda x0, w, b: w * x0.sum(axis=(2, 3)) + b, "divide by P"),
     (lambda x0, w, b: w * x0.mean(axis=(0, 2, 3)) + b, "over the rows too"),
     (lambda x0, w, b: w * x0.mean(axis=(2, 3)), "cbias is missing"),
+    (lambda x0, w, b: b * x0.mean(axis=(2, 3)) + w, "swapped"),
     (lambda x0, w, b: sigmoid(w * x0.mean(axis=(2, 3)) + b), "before the sigmoid"),
     (lambda x0, w, b: w[:, None, None] * x0.mean(axis=(2, 3), keepdims=True) + b[:, None, None], "keepdims"),
 ])
@@ -249,6 +255,9 @@ def test_lesson02_sigmoid_backward_matches_autograd(capsys, sigmoid_inputs):
     (lambda z, da, a: da * a, "the sigmoid itself"),
     (lambda z, da, a: da * (1 - a), "one factor"),
     (lambda z, da, a: da * z * (1 - z), "not z itself"),
+    (lambda z, da, a: a * (1 - a), "upstream gradient da"),                          # the upstream gradient forgotten
+    (lambda z, da, a: da * sigmoid(a) * (1 - sigmoid(a)), "applying sigmoid to it again"),   # sigmoid twice
+    (lambda z, da, a: -da * a * (1 - a), "the sign"),
 ])
 def test_lesson02_sigmoid_backward_mistakes_get_their_lesson(capsys, sigmoid_inputs, wrong, says):
     z, da, gate = sigmoid_inputs

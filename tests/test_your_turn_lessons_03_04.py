@@ -39,6 +39,7 @@ TASKS = {
         (ROWS.var(-1, ddof=1), "m - 1"),
         (ROWS.std(-1), "standard deviation"),
         (X.var(axis=(2, 3)), "per channel"),
+        (ROWS.mean(-1), "each row's mean"),
     ]),
     "variance_term": (lambda v: lesson03.variance_term(v, G_ROWS, XHAT, R),
                       R * (G_ROWS - MEAN(G_ROWS) - XHAT * MEAN(G_ROWS * XHAT)), [
@@ -46,10 +47,13 @@ TASKS = {
         (R * (G_ROWS - MEAN(G_ROWS) + XHAT * MEAN(G_ROWS * XHAT)), "the sign"),
         (R * (G_ROWS - MEAN(G_ROWS)) - XHAT * MEAN(G_ROWS * XHAT), "scaled by r"),
         (R * (G_ROWS - MEAN(G_ROWS) - XHAT * (G_ROWS * XHAT).sum(-1, keepdims=True)), "a sum instead of a mean"),
+        (R * (G_ROWS - MEAN(G_ROWS) - XHAT * MEAN(XHAT * XHAT)), "g weights each xhat"),   # upstream g forgotten
+        (R * (G_ROWS - XHAT * MEAN(G_ROWS * XHAT)), "the mean term is gone"),
     ]),
     "read_out_order": (lambda v: lesson04.read_out_order(v), [0, 4, 8, 1, 5, 9, 2, 6, 10, 3, 7, 11], [
         (list(range(12)), "column by column"),
         ([0, 3, 6, 9, 1, 4, 7, 10, 2, 5, 8, 11], "GOES to"),
+        ([1, 5, 9, 2, 6, 10, 3, 7, 11, 4, 8, 12], "numbered from 0"),
     ]),
     "inverse_groups": (lambda v: lesson04.inverse_groups(v), 4, [
         (2, "does not undo"),
@@ -58,6 +62,8 @@ TASKS = {
     "source_groups": (lambda v: lesson04.source_groups(v), scatter(ROUTE.group, ROUTE.destination), [
         (ROUTE.group, "INPUT channel"),
         (ROUTE.group[ROUTE.destination], "scatter"),
+        (ROUTE.destination, "where each channel GOES"),
+        (scatter(ROUTE.branch, ROUTE.destination), "the branch (0 or 1) instead of the group"),
     ]),
 }
 

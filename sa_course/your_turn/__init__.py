@@ -13,6 +13,12 @@ gradient term to add. It starts with a placeholder (``...``); the cell under it 
 The per-lesson tasks live next to this module (``lesson01`` ...): each defines the
 expected value and its known mistakes, so a lesson cell reads
 ``your_turn.lesson01.half_shape(my_shape)``. ``your_turn.lessonNN`` is imported on first use.
+
+In IPython (a notebook's kernel), importing this module starts an :class:`AnswerRuns`, which
+notes after every cell the names it bound and whether it raised. A check told the name of
+its answer (``answer="my_shape"``) then judges only the learner's latest run: when the cell
+that last set that name raised, or has not run again since the previous check, the check says
+so instead of judging the older value the name still holds.
 """
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ import re
 from collections.abc import Callable, Iterable
 
 import numpy as np
+
+from ..cell_names import bound_names
 
 #: What an untouched "your turn" cell holds.
 PLACEHOLDER = Ellipsis
@@ -33,6 +41,87 @@ def __getattr__(name: str):
     if _LESSON_MODULE.fullmatch(name):
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class AnswerRuns:
+    """What each cell run did to the names it binds, in one IPython shell.
+
+    ``runs[name]`` is (the number of the run that last bound ``name``, its error or None);
+    runs are counted from 1 as cells finish. ``checked[name]`` is the number of runs finished
+    when ``name`` was last checked. ``running`` holds the names bound by the cell now running
+    (None between cells), so that an answer and its check in one cell count as fresh.
+    """
+
+    def __init__(self, shell):
+        self.shell = shell
+        self.finished = 0
+        self.runs: dict[str, tuple[int, str | None]] = {}
+        self.checked: dict[str, int] = {}
+        self.running: frozenset[str] | None = None
+
+    def pre_run_cell(self, info) -> None:
+        self.running = frozenset(bound_names(info.raw_cell or ""))
+
+    def post_run_cell(self, result) -> None:
+        self.finished += 1
+        error = result.error_before_exec or result.error_in_exec
+        for name in bound_names(result.info.raw_cell or ""):
+            self.runs[name] = (self.finished, None if error is None else _error_line(error))
+        self.running = None
+
+    def problem(self, answer: str) -> tuple[str, str] | None:
+        """Why ``answer``'s value is not the learner's latest: ("raised", the error) or
+        ("stale", ""); None when it is (or when nothing is known about it). Notes the check."""
+        if self.running is None:                  # called outside a cell: nothing to go by
+            return None
+        last = self.runs.get(answer)
+        previous_check = self.checked.get(answer)
+        self.checked[answer] = self.finished
+        if answer in self.running or last is None:
+            return None
+        run, error = last
+        if error is not None:
+            return "raised", error
+        if previous_check is not None and run <= previous_check:
+            return "stale", ""
+        return None
+
+
+def _error_line(error: BaseException, limit: int = 90) -> str:
+    lines = str(error).strip().splitlines()
+    text = type(error).__name__ + (f": {lines[0]}" if lines else "")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def install(shell=None) -> AnswerRuns | None:
+    """Start following answer cells in ``shell`` (default: the running IPython, if any), in
+    place of any earlier :class:`AnswerRuns` there. Returns it, or None outside IPython."""
+    if shell is None:
+        try:
+            from IPython import get_ipython
+        except ImportError:
+            return None
+        shell = get_ipython()
+        if shell is None:
+            return None
+    old = getattr(shell, "_sa_course_answer_runs", None)
+    if old is not None:
+        shell.events.unregister("pre_run_cell", old.pre_run_cell)
+        shell.events.unregister("post_run_cell", old.post_run_cell)
+    runs = AnswerRuns(shell)
+    shell.events.register("pre_run_cell", runs.pre_run_cell)
+    shell.events.register("post_run_cell", runs.post_run_cell)
+    shell._sa_course_answer_runs = runs
+    return runs
+
+
+def _answer_runs() -> AnswerRuns | None:
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    return None if shell is None else getattr(shell, "_sa_course_answer_runs", None)
 
 
 def _as_array(value) -> np.ndarray | None:
@@ -98,15 +187,28 @@ def _value(mistake) -> object:
 
 
 def check(task: str, yours, expected, mistakes: Iterable[tuple[str, object | Callable[[], object]]] = (),
-          *, right: str = "", rtol: float = 1e-9) -> bool:
+          *, right: str = "", rtol: float = 1e-9, answer: str | None = None) -> bool:
     """Print one line about the learner's value for ``task`` and return whether it is right.
 
     ``mistakes`` are (lesson, value) pairs, the value or a function computing it: a hint is
     given only when the learner's value matches that mistake's value, never as a guess.
     A mistake whose value cannot be computed is skipped; nothing here raises.
+    ``answer`` names the variable the answer cell binds: in IPython, a value that cell did not
+    bind in a successful run since the last check is not judged (see :class:`AnswerRuns`).
     """
+    runs = _answer_runs() if answer else None
+    problem = runs.problem(answer) if runs is not None else None
+    if problem is not None and problem[0] == "raised":
+        print(f"Your turn ({task}): your answer cell stopped with {problem[1]} the last time it ran, so "
+              f"{answer} still holds an older value. Fix the error shown under that cell, run it again, "
+              "then this one.")
+        return False
     if yours is PLACEHOLDER:
         print(f"Your turn ({task}): not tried yet. Replace the ... above, run that cell, then this one.")
+        return False
+    if problem is not None:
+        print(f"Your turn ({task}): your answer cell has not run since the last check, so there is "
+              "nothing new to check. Change it, run it (Shift-Enter), then this cell.")
         return False
     if _same(yours, expected, rtol):
         print(f"Correct ({task}).{' ' + right if right else ''}")
@@ -122,3 +224,7 @@ def check(task: str, yours, expected, mistakes: Iterable[tuple[str, object | Cal
     print(f"Not yet ({task}): {_difference(yours, expected)}. "
           "The worked answer below is folded; try once more first.")
     return False
+
+
+if _answer_runs() is None:
+    install()

@@ -25,6 +25,9 @@ HALF_SHAPE_MISTAKES = [
      "on the batch axis.", (2, 16, 5, 5)),
     ("(B, G, K, H, W) has the right numbers in separate axes, but the layer merges B and G into one "
      "batch axis of B*G rows, so that everything downstream treats each group as a sample.", (2, 4, 4, 5, 5)),
+    ("the axes are in the wrong order: the B*G = 8 (sample, group) rows come first, then the K = 4 channels.",
+     (4, 8, 5, 5)),
+    ("H and W stay two separate axes: grouping and splitting touch only the batch and channel axes.", (8, 4, 25)),
 ]
 
 #: channel_destination: B = 3, C = 16, G = 2 (K = 4); channel 13 of sample 1 -> (half, row, k).
@@ -36,19 +39,23 @@ DESTINATION_MISTAKES = [
     ("the row counts (sample, group) pairs: sample 1's groups come after sample 0's G = 2 rows.", (1, 1, 1)),
     ("channel 13 is in the second half of its group (positions K..2K-1 of the group), so it goes to "
      "the spatial branch, half 1.", (0, 3, 1)),
+    ("Python counts from 0: the first half is half 0, the first row is row 0, the first position is 0.",
+     (2, 4, 2)),
+    ("the right numbers in another order: the task asks for (half i, row, position k).", (3, 1, 1)),
 ]
 
 
 def half_shape(yours) -> None:
     """The shape of x0 (and of x1) for x of shape (2, 32, 5, 5) and G = 4."""
     check("shape of a half", yours, HALF_SHAPE, HALF_SHAPE_MISTAKES,
-                 right="B*G = 8 rows, K = C/(2G) = 4 channels each, and H, W untouched.")
+                 right="B*G = 8 rows, K = C/(2G) = 4 channels each, and H, W untouched.", answer="my_shape")
 
 
 def channel_destination(yours) -> None:
     """(half i, row, channel k) of channel c = 13 of sample b = 1, for B = 3, C = 16, G = 2."""
     check("where channel 13 lands", yours, DESTINATION, DESTINATION_MISTAKES,
-                 right="13 = g*2K + i*K + k with g = 1, i = 1, k = 1, and row = b*G + g = 3.")
+                 right="13 = g*2K + i*K + k with g = 1, i = 1, k = 1, and row = b*G + g = 3.",
+                 answer="my_destination")
 
 
 def overlap_gradient(yours, da: np.ndarray, db: np.ndarray) -> None:
@@ -77,6 +84,11 @@ def overlap_gradient(yours, da: np.ndarray, db: np.ndarray) -> None:
         dv[:, :4] += db
         return dv
 
+    def with_b(term):
+        dv = only(da, np.s_[:, :3])
+        dv[:, 1:] += term
+        return dv
+
     mistakes = [
         ("b's term replaced a's in columns 1 and 2. An element used by both slices collects both "
          "gradients: add with +=, do not assign.", overwritten),
@@ -85,8 +97,11 @@ def overlap_gradient(yours, da: np.ndarray, db: np.ndarray) -> None:
         ("that is b's term alone: the cell had already put a's term into dv. Keep it and add b's.",
          lambda: only(db, np.s_[:, 1:])),
         ("b = v[:, 1:] starts at column 1, so its gradient goes to dv[:, 1:], not dv[:, :4].", shifted),
+        ("gradients add: b's term is + db, not - db.", lambda: with_b(-db)),
+        ("that adds 1 where b came from: the slice's own derivative is 1, but the chain rule multiplies it "
+         "by b's upstream gradient db.", lambda: with_b(np.ones_like(db))),
         ("concatenating is the backward of a split, where the slices share nothing. These two overlap: the "
          "gradient has v's shape (2, 5) and the overlap adds up.", lambda: np.concatenate([da, db], axis=1)),
     ]
     check("gradient of overlapping slices", yours, expected, mistakes,
-                 right="Columns 1 and 2 are read by both slices, so they collect da + db.")
+                 right="Columns 1 and 2 are read by both slices, so they collect da + db.", answer="my_dv")

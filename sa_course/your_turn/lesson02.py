@@ -30,7 +30,8 @@ POOLED_SHAPE_MISTAKES = [
 def pooled_shape(yours) -> None:
     """The shape of ``xn = self.avg_pool(x_0)`` in the official layer for x (2, 64, 7, 7), G = 4."""
     check("shape of the pooled x_0", yours, POOLED_SHAPE, POOLED_SHAPE_MISTAKES,
-                 right="One average per (sample, group) row and channel, with H and W kept as size-1 axes.")
+                 right="One average per (sample, group) row and channel, with H and W kept as size-1 axes.",
+                 answer="my_shape")
 
 
 def pre_activation(yours, x0: np.ndarray, cweight: np.ndarray, cbias: np.ndarray) -> None:
@@ -43,13 +44,16 @@ def pre_activation(yours, x0: np.ndarray, cweight: np.ndarray, cbias: np.ndarray
         ("that averages over the rows too, leaving one number per channel. Each (sample, group) row has its "
          "own average: take the mean over the pixel axes 2 and 3 only.", lambda: cweight * x0.mean(axis=(0, 2, 3)) + cbias),
         ("cbias is missing: z = w s + b.", lambda: cweight * mean),
+        ("cweight and cbias are swapped: cweight multiplies the average, cbias is added.",
+         lambda: cbias * mean + cweight),
         ("that is the gate a = sigmoid(z). This task asks for z, the value before the sigmoid.",
          lambda: sigmoid(expected)),
         ("the right values, in shape (N, K, 1, 1) (keepdims=True). The loop fills z with shape (N, K): "
          "drop keepdims here.", lambda: expected[:, :, None, None]),
     ]
     check("vectorised z", yours, expected, mistakes,
-                 right="The four loops became a mean over axes (2, 3) and a broadcast of the (K,) parameters over the rows.")
+                 right="The four loops became a mean over axes (2, 3) and a broadcast of the (K,) parameters over the rows.",
+                 answer="my_z")
 
 
 def sigmoid_backward(yours, da: np.ndarray, gate: np.ndarray) -> None:
@@ -58,10 +62,16 @@ def sigmoid_backward(yours, da: np.ndarray, gate: np.ndarray) -> None:
     z = np.log(gate) - np.log1p(-gate)   # the z that gave this gate
     mistakes = [
         ("the sigmoid's derivative is missing: multiply da by sigma'(z) = a (1 - a).", lambda: da),
+        ("that is the sigmoid's own derivative a (1 - a) alone: the chain rule multiplies it by the "
+         "upstream gradient da.", lambda: gate * (1 - gate)),
+        ("gate already is sigmoid(z): applying sigmoid to it again computes the derivative at sigmoid(z), "
+         "not at z. Use a (1 - a) with a = gate.", lambda: da * sigmoid(gate) * (1 - sigmoid(gate))),
+        ("the sign: the sigmoid rises everywhere, so its derivative a (1 - a) is positive.",
+         lambda: -expected),
         ("a = sigma(z) is the sigmoid itself. Its derivative is a (1 - a).", lambda: da * gate),
         ("one factor of sigma'(z) = a (1 - a) is missing.", lambda: da * (1 - gate)),
         ("sigma'(z) = sigma(z) (1 - sigma(z)) takes the gate a = sigma(z), not z itself: a (1 - a).",
          lambda: da * z * (1 - z)),
     ]
     check("gradient through the sigmoid", yours, expected, mistakes,
-                 right="dz = da * a * (1 - a): the sigmoid's derivative, written with its own output.")
+                 right="dz = da * a * (1 - a): the sigmoid's derivative, written with its own output.", answer="my_dz")

@@ -22,7 +22,7 @@ def grouped_shape(yours) -> None:
         ("the batch axis stays: GroupNorm never mixes samples, so each sample keeps its own rows", (8, 18)),
         ("that is one row per channel (instance norm, n_g = C); here 4 groups share 8 channels", (2, 8, 9)),
     ], right="Each of the B·n_g = 8 rows holds one group's m = 18 numbers: the statistics are "
-             "reductions over the last axis.")
+             "reductions over the last axis.", answer="my_shape")
 
 
 def group_variance(yours, x: np.ndarray, num_groups: int) -> None:
@@ -41,7 +41,9 @@ def group_variance(yours, x: np.ndarray, num_groups: int) -> None:
          lambda: x.transpose(1, 0, 2, 3).reshape(num_groups, -1).var(axis=1)),
         ("that is the mean of the squares; subtract the square of the mean (or average (x - mu)^2)",
          lambda: (rows ** 2).mean(axis=2)),
-    ], right="One reduction over the last axis replaces both loops.")
+        ("that is each row's mean; the variance is the mean of the squared differences from it",
+         lambda: rows.mean(axis=2)),
+    ], right="One reduction over the last axis replaces both loops.", answer="my_v")
 
 
 def variance_term(yours, g: np.ndarray, xhat: np.ndarray, rstd: np.ndarray) -> None:
@@ -60,4 +62,8 @@ def variance_term(yours, g: np.ndarray, xhat: np.ndarray, rstd: np.ndarray) -> N
          lambda: mean_only - xhat * mean(g * xhat)),
         ("the mean runs over the row (axis -1, the group's m numbers), not over the batch",
          lambda: mean_only - rstd * xhat * (g * xhat).mean(axis=0, keepdims=True)),
-    ], right="Now every row's gradient is orthogonal to 1 and (nearly) to xhat.", rtol=1e-9)
+        ("the average is of g * xhat: the upstream gradient g weights each xhat (here it is missing)",
+         lambda: mean_only - rstd * xhat * mean(xhat * xhat)),
+        ("the mean term is gone: start from dx_mean_only, r * (g - mean(g)), and subtract the new term",
+         lambda: rstd * (g - xhat * mean(g * xhat))),
+    ], right="Now every row's gradient is orthogonal to 1 and (nearly) to xhat.", rtol=1e-9, answer="my_dx")
