@@ -10,6 +10,8 @@ the lines between ``### BEGIN SOLUTION`` and ``### END SOLUTION`` are the soluti
 - ``solutions/NN_name.ipynb`` keeps the solution (markers removed) and is executed in a
   fresh kernel, so its outputs are stored.
 
+Both start with the set-up cell (:mod:`sa_course.setup_cell`), so that they run on Colab and Kaggle too.
+
     python -m sa_course.build_exercises           # rebuild what is out of date
     python -m sa_course.build_exercises --check   # exit 1, naming the files, if any is out of date
 
@@ -29,6 +31,7 @@ from nbclient import NotebookClient
 
 from sa_course.checks import stub_message
 from sa_course.notebook_meta import KERNEL_NAME, notebook_metadata
+from sa_course.setup_cell import new_cell as setup_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ROOT / "course" / "exercises"
@@ -93,6 +96,7 @@ def build(source: Path, kind: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata = notebook_metadata(sa_course={"exercise": source.stem, "kind": kind,
                                                "source": source.relative_to(ROOT).as_posix()})
+    nb.cells.append(setup_cell())
     for i, cell in enumerate(parse(source)):
         text = cell["source"]
         if cell["cell_type"] == "markdown":

@@ -10,6 +10,8 @@ change one and run the command again.
   prose with equations (ordinary prose is read at about 200 to 250), plus ``EQUATION_MIN`` per
   display equation (``$$ ... $$``), to follow a step of a derivation.
 - **Code cells.** ``CODE_CELL_MIN`` minutes per code cell: read it, run it, look at the output.
+  The set-up cell that opens every notebook does not count: where the course is installed it
+  does nothing.
 - **Your turn.** ``YOUR_TURN_MIN`` more per "your turn" cell (a code cell with a placeholder line
   ``name = ...``): think, try, check, perhaps unfold the worked answer.
 - **Questions.** ``QUESTION_MIN`` per numbered question under "Questions to think about" (lessons)
@@ -34,6 +36,7 @@ from pathlib import Path
 import nbformat
 
 from sa_course.build_exercises import BEGIN, DEF, END, parse
+from sa_course.setup_cell import is_setup_cell
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,7 +146,7 @@ def estimate(root: Path = ROOT) -> list[Row]:
     exercises = {p.stem[:2]: p for p in (root / "course" / "exercises").glob("[0-9][0-9]_*.py")}
     for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        lesson = estimate_cells(nb.cells)
+        lesson = estimate_cells([cell for cell in nb.cells if not is_setup_cell(cell)])
         source = exercises.get(path.stem[:2])
         exercise = estimate_exercise(source) if source else Parts()
         rows.append(Row(path.stem, source.stem if source else "", rounded(lesson.total), rounded(exercise.total)))

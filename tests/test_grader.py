@@ -42,7 +42,7 @@ CASES = {
                                       "def channel_shuffle_forward(x, groups=2)"), 60,
                      "error", "raised SyntaxError"),
     "endless_loop_in_a_cell": (lambda: "import time\nwhile True:\n    time.sleep(0.05)\n", SHORT_TIMEOUT,
-                               "timeout", "code cell 2"),
+                               "timeout", "code cell 3"),
     "endless_loop_in_the_function": (lambda: _patched(FIRST_LINE, "b, c, h, w = x.shape\n    while True:\n"
                                                                   "        pass\n    out"),
                                      SHORT_TIMEOUT, "timeout", "in the checks"),

@@ -1,9 +1,9 @@
 """Every lesson in notebooks/ is stored the way a learner should find it.
 
 nbval (run by the same `pytest` command) re-executes the lessons and compares their outputs;
-these tests check what nbval does not: the kernel, a clean top-to-bottom run, how a lesson
-ends (key ideas, questions with folded hints, references), and no trace of the machine that
-executed them.
+these tests check what nbval does not: the kernel, the set-up cell first (what makes a notebook
+run on Colab and Kaggle), a clean top-to-bottom run, how a lesson ends (key ideas, questions
+with folded hints, references), and no trace of the machine that executed them.
 """
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from sa_course import setup_cell
 from sa_course.notebook_meta import kernelspec, language_info
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,6 +62,21 @@ def test_stores_the_kernel_metadata_jupyterlab_would_write(path):
     metadata = read(path).metadata
     assert metadata.get("kernelspec") == kernelspec(), f"{path.name}: kernelspec {metadata.get('kernelspec')}"
     assert metadata.get("language_info") == language_info(), f"{path.name}: language_info {metadata.get('language_info')}"
+
+
+@pytest.mark.parametrize("path", GENERATED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_starts_with_the_set_up_cell_and_has_it_once(path):
+    """Exactly sa_course.setup_cell's text, which prints nothing where the course is installed."""
+    cells = read(path).cells
+    first = cells[0]
+    assert (first.cell_type, first.get("id")) == ("code", setup_cell.CELL_ID), (
+        f"{path.name}: the first cell is a {first.cell_type} cell with id {first.get('id')!r}, not the set-up cell")
+    assert first.source == setup_cell.SOURCE, (
+        f"{path.name}: the set-up cell's text differs from sa_course.setup_cell.SOURCE; insert it again from there")
+    assert first.outputs == [], f"{path.name}: the set-up cell has stored outputs; where the course is installed it prints nothing"
+    again = [i for i, cell in enumerate(cells[1:], start=1)
+             if cell.get("id") == setup_cell.CELL_ID or cell.source == setup_cell.SOURCE]
+    assert not again, f"{path.name}: cells {again} repeat the set-up cell"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
