@@ -200,7 +200,7 @@ def compare_models(models: dict[str, nn.Module], input_size=(1, 3, 32, 32)) -> s
 
 
 def main() -> None:
-    """``python -m sa_torch.summary``: the tables of docs/models.md."""
+    """``python -m sa_torch.summary``: the tables of docs/results/model_summary.md."""
     import torchvision
 
     from .models import cifar_resnet, sa_resnet50

@@ -2,7 +2,7 @@
 # Make Debian's bubblewrap (bwrap) available for the grader's sandbox (sa_course.grade.sandbox).
 # With it, a graded notebook sees the project read-only, writes only its scratch directory,
 # has no network and cannot leave processes behind. Without it the grader still works, with
-# weaker protection (the README says which). Never fails the build.
+# weaker protection (docs/instructors.md says which). Never fails the build.
 set -u
 if ! command -v bwrap >/dev/null; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then

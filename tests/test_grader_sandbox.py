@@ -78,7 +78,7 @@ def test_a_planted_kernelspec_is_never_used(monkeypatch, tmp_path):
 
 def test_without_bubblewrap_the_grader_still_grades_and_strict_still_hides_the_import(monkeypatch, tmp_path):
     """The weakest set-up (the kernel runs as the grading user): same verdicts; --strict's import hook works
-    for a plain import (it is advisory there: README)."""
+    for a plain import (it is advisory there: docs/instructors.md)."""
     monkeypatch.setattr(sandbox, "_FOUND", sandbox.Isolation("none", sandbox.os.geteuid() == 0, None, "test"))
     copied = tmp_path / "copied"
     copied.mkdir()

@@ -98,8 +98,8 @@ def error_outputs(page) -> list[str]:
 
 
 def restart_and_run_all(page, lab, screenshot, notebook: str, name: str) -> None:
-    """Open the notebook, then Kernel > Restart Kernel and Run All Cells, as the README's
-    "Working in JupyterLab" tells learners, and wait until every cell has run."""
+    """Open the notebook, then Kernel > Restart Kernel and Run All Cells, as docs/learners.md
+    ("Working in JupyterLab") tells learners, and wait until every cell has run."""
     open_notebook(page, lab, notebook, name)
     screenshot(page, f"{name}-1-opened")
     first = code_cells(page).first
