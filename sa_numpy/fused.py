@@ -1,20 +1,22 @@
-"""The whole Shuffle Attention layer, fused: the fast path that :class:`sa_numpy.SALayer` uses.
+"""The whole Shuffle Attention layer, fused: the fast path of :class:`sa_numpy.SALayer`, and the
+readable specification of sa_torch's C and Triton kernels.
 
-:func:`sa_numpy.sa_forward` / :func:`sa_numpy.sa_backward` chain the five parts as the
-paper's figure draws them; read those first. :func:`sa_forward_fused` /
-:func:`sa_backward_fused` compute the same thing with fewer passes over memory: the
-shuffle is folded into the indexing of the output, the GroupNorm and the gate affine are
-folded into one per-channel affine, and each pass does as much as it can. They agree with
-the chain of parts to rounding error (tested).
+:func:`sa_numpy.sa_forward` / :func:`sa_numpy.sa_backward` chain the five parts as the paper's
+figure draws them; read those first. :func:`sa_forward_fused` / :func:`sa_backward_fused`
+compute the same thing per channel, in four passes over the map. The derivation is written
+once, in the docstring of ``sa_torch/fused/__init__.py`` (the package ``sa_torch.fused``); this
+module follows it with the same names for the same quantities as sa_torch's backends
+(``eager.py``, ``cpu.c``, ``triton.py`` beside it): the (C,) vectors A, P, Q, and per sample and
+channel the mean m, r = 1/sqrt(var + eps), alpha, beta, the sums Sz and Szx, and u and w.
 
-Letters: B batch, C channels, H, W, P = H*W pixels, G groups, K = C // (2G).
+    forward   1. stats: m, var -> r, alpha, beta     2. gate: out[shuffled] = x g
+    backward  3. sums: Sz, Szx -> u, w               4. dx = gy g + alpha gz + u x + w
 
-Layout trick. With G even, write g = ga * (G/2) + gb (ga in {0, 1}). Input channel
-``c = g*2K + i*K + k`` (i: branch) is the reshape ``x.reshape(B, 2, G/2, 2, K, P)``, and
-the shuffle sends it to output channel ``2*(gb*2K + i*K + k) + ga``, which is a plain
-strided view of the output: ``out.reshape(B, G/2, 2, K, 2, P).transpose(0, 4, 1, 2, 3, 5)``.
-So both branches write their result straight into its shuffled place. With G odd, the
-result is written in group order and shuffled with one copy.
+Every pass works on two views: :func:`halves` of x, its channels as (2, C/2), and
+:func:`y_order` of the output, where the channel shuffle sends them. The results agree with the
+chain of parts and with PyTorch autograd to rounding error (tested).
+
+Letters: B batch, C channels, H, W, N = H*W positions, G groups, K = C // (2G).
 """
 from __future__ import annotations
 
@@ -22,39 +24,58 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .functional import quiet_nonfinite, sigmoid, sigmoid_
-from .shuffle import _shuffle
+from .functional import quiet_nonfinite, sigmoid_
 from .validate import PARAM_NAMES, check_channels_groups, check_eps, check_input, check_params
 from .validate import check_same_shape, param_shapes
 
-_SUM = (0, 1, 2)   # the (B, ga, gb) axes that every per-channel parameter is shared over
 
-
-def _grouped(a: np.ndarray, ga: int, k: int) -> np.ndarray:
-    """(B, C, H, W) -> view (B, ga, gb, 2, K, P) in group order."""
+def halves(a: np.ndarray) -> np.ndarray:
+    """(B, C, H, W) -> view (B, 2, C/2, N): the two halves of the channel axis."""
     b, c = a.shape[:2]
-    return a.reshape(b, ga, c // (2 * k * ga), 2, k, -1)
+    return a.reshape(b, 2, c // 2, -1)
 
 
-def _shuffled(a: np.ndarray, k: int) -> np.ndarray:
-    """(B, C, ...) output-ordered array -> view (B, 2, G/2, 2, K, P) in group order (G even)."""
-    b, c = a.shape[:2]
-    return a.reshape(b, c // (4 * k), 2, k, 2, -1).transpose(0, 4, 1, 2, 3, 5)
+def y_order(out: np.ndarray) -> np.ndarray:
+    """The (B, 2, C/2, N) view of a shuffled (B, C, H, W) array in y's channel order:
+    ``view[:, i, j]`` is channel ``2j + i`` of ``out``."""
+    b, c = out.shape[:2]
+    return out.reshape(b, c // 2, 2, -1).transpose(0, 2, 1, 3)
+
+
+def per_channel(v: np.ndarray) -> np.ndarray:
+    """(B, C) or (C,) -> (..., 2, C/2, 1), to broadcast against :func:`halves` of a map."""
+    return v.reshape(*v.shape[:-1], 2, -1, 1)
+
+
+def channel_vectors(p: dict, groups: int) -> tuple[np.ndarray, ...]:
+    """A, P, Q, each (C,) in channel order (g, branch, k), from the six (K,) parameters:
+    branch 0 (channel gate) A = 0, P = cweight, Q = cbias; branch 1 (spatial gate)
+    A = sweight gn.weight, P = 0, Q = sweight gn.bias + sbias. And ``spatial`` (C,), True in
+    branch 1: where A is not 0 by construction (elsewhere the terms with A are absent, so that
+    an infinite x gives what the chain of parts gives, not inf * 0)."""
+    zero = np.zeros_like(p["cweight"])
+    a = np.concatenate([zero, p["sweight"] * p["gn.weight"]])
+    pp = np.concatenate([p["cweight"], zero])
+    q = np.concatenate([p["cbias"], p["sweight"] * p["gn.bias"] + p["sbias"]])
+    spatial = np.arange(2 * zero.shape[0]) >= zero.shape[0]
+    return np.tile(a, groups), np.tile(pp, groups), np.tile(q, groups), np.tile(spatial, groups)
 
 
 @dataclass
 class FusedCache:
-    """What :func:`sa_backward_fused` needs. Arrays of shape (B, ga, gb, K) hold one value per
-    (sample, group, channel), with the group index split as g = ga*gb_size + gb."""
-    x: np.ndarray = field(repr=False)      # (B, C, H, W) the input (a reference, not a copy)
+    """What :func:`sa_backward_fused` needs: the input, the parameters, and per (sample, channel)
+    the coefficients of :func:`sa_forward_fused` as (B, C) arrays, with the gate."""
+    x: np.ndarray = field(repr=False)        # (B, C, H, W) the input (a reference, not a copy)
     groups: int
-    params: dict = field(repr=False)       # the six parameters as (K,) arrays
-    param_shapes: dict                     # shapes the parameters were given in
-    s: np.ndarray = field(repr=False)      # (B, ga, gb, K) pooled means of x0
-    gate0: np.ndarray = field(repr=False)  # (B, ga, gb, K) channel gate
-    mu: np.ndarray = field(repr=False)     # (B, ga, gb, K) mean of x1 per channel
-    rstd: np.ndarray = field(repr=False)   # (B, ga, gb, K) 1/sqrt(var + eps) of x1
-    gate1: np.ndarray = field(repr=False)  # (B, ga, gb, K, P) spatial gate
+    params: dict = field(repr=False)         # the six parameters as (K,) arrays
+    param_shapes: dict                       # shapes the parameters were given in
+    spatial: np.ndarray = field(repr=False)  # (C,) True for the channels of the spatial gate
+    mean: np.ndarray = field(repr=False)     # (B, C) m
+    rstd: np.ndarray = field(repr=False)     # (B, C) r = 1 / sqrt(var + eps)
+    alpha: np.ndarray = field(repr=False)    # (B, C) A r
+    beta: np.ndarray = field(repr=False)     # (B, C) P m + Q - alpha m
+    p_alpha: np.ndarray = field(repr=False)  # (B, C) P - alpha
+    gate: np.ndarray = field(repr=False)     # (B, 2, C/2, N) g, in the halves of x's channels
 
     @property
     def shape(self) -> tuple:
@@ -67,9 +88,6 @@ def sa_forward_fused(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5
 
     x: (B, C, H, W) float32 or float64. params: the six official names, each (K,) or the
     official (1, K, 1, 1). Returns (out (B, C, H, W) of x's dtype, cache).
-
-    Every pass over the data writes into one of two new arrays: ``out``, and the spatial
-    gate kept for the backward (half of x's size). Odd G adds one copy for the shuffle.
     """
     b, c, h, w = check_input(x)
     k = check_channels_groups(c, groups)
@@ -77,85 +95,69 @@ def sa_forward_fused(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5
     p = check_params(params, k, x.dtype)
     shapes = param_shapes(params)
     x = np.ascontiguousarray(x)                               # so that the views below are free
-    ga = 2 if groups % 2 == 0 else 1
-    x6 = _grouped(x, ga, k)
-    x0, x1 = x6[:, :, :, 0], x6[:, :, :, 1]                  # (B, ga, gb, K, P) each
+    x2 = halves(x)                                            # (B, 2, C/2, N)
+    n = x2.shape[-1]
+
+    # pass 1, stats: mean and variance of every (b, c), then the coefficients
+    mean = x2.mean(axis=-1).reshape(b, c)
+    centred = x2 - per_channel(mean)
+    var = np.einsum("...n,...n->...", centred, centred).reshape(b, c) / n
+    a, pp, q, spatial = channel_vectors(p, groups)
+    rstd = 1 / np.sqrt(var + eps)
+    alpha = np.where(spatial, a * rstd, 0)                    # A r
+    p_alpha = pp - alpha
+    beta = q + mean * p_alpha                                 # P m + Q - alpha m
+
+    # pass 2, gate: g = sigmoid(alpha x + beta), and x g written at its shuffled channel
+    gate = np.multiply(x2, per_channel(alpha), out=centred)
+    gate += per_channel(beta)
+    np.copyto(gate, per_channel(beta), where=per_channel(~spatial))   # the channel gate: P m + Q
+    sigmoid_(gate)
     out = np.empty_like(x)
-    y6 = _shuffled(out, k) if ga == 2 else _grouped(out, ga, k)
-
-    # channel branch: one gate value per channel
-    s = x0.mean(axis=-1)
-    gate0 = sigmoid(p["cweight"] * s + p["cbias"])
-    np.multiply(x0, gate0[..., None], out=y6[:, :, :, 0])
-
-    # spatial branch: instance norm, GroupNorm affine and gate affine folded into one
-    # per-channel affine sweight * (gw * (x1 - mu) * rstd + gb) + sbias, then the sigmoid
-    mu = x1.mean(axis=-1)
-    gate1 = np.subtract(x1, mu[..., None])                    # x1 - mu, becomes the gate in place
-    rstd = 1.0 / np.sqrt(np.einsum("...p,...p->...", gate1, gate1) / gate1.shape[-1] + eps)
-    gate1 *= (p["sweight"] * p["gn.weight"] * rstd)[..., None]
-    gate1 += (p["sweight"] * p["gn.bias"] + p["sbias"])[..., None]
-    sigmoid_(gate1)
-    np.multiply(x1, gate1, out=y6[:, :, :, 1])
-    if ga == 1:                                               # odd G: shuffle with one copy
-        out = _shuffle(out, 2)
-    return out, FusedCache(x, groups, p, shapes, s, gate0, mu, rstd, gate1)
+    np.multiply(x2, gate, out=y_order(out))
+    return out, FusedCache(x, groups, p, shapes, spatial, mean, rstd, alpha, beta, p_alpha, gate)
 
 
 @quiet_nonfinite
 def sa_backward_fused(dout: np.ndarray, cache: FusedCache):
     """dout (B, C, H, W) -> (dx (B, C, H, W), grads), grads keyed by the official names
-    and shaped like the parameters given to :func:`sa_forward_fused`.
-
-    Passes over the data write into contiguous temporaries of half x's size; measured
-    faster than working in place in the interleaved halves of dx (docs/benchmarks.md).
-    """
+    and shaped like the parameters given to :func:`sa_forward_fused`."""
     if not isinstance(cache, FusedCache):
         raise TypeError(f"cache must be the FusedCache returned by sa_forward_fused, got {type(cache).__name__}")
-    x, p = cache.x, cache.params
+    x, g = cache.x, cache.gate
     check_same_shape(dout, x.shape, "dout", "the layer's output", x.dtype)
-    k = p["cweight"].shape[0]
-    ga = 2 if cache.groups % 2 == 0 else 1
-    npix = x.shape[2] * x.shape[3]
-    x6 = _grouped(x, ga, k)
-    x0, x1 = x6[:, :, :, 0], x6[:, :, :, 1]
-    d6 = _shuffled(dout, k) if ga == 2 else _grouped(_shuffle(dout, x.shape[1] // 2), ga, k)
-    dy0, dy1 = d6[:, :, :, 0], d6[:, :, :, 1]
+    b, c = x.shape[:2]
+    x2, gy = halves(x), y_order(dout)                          # (B, 2, C/2, N) each
+    n = x2.shape[-1]
+
+    # pass 3, sums: gz = gy x g (1 - g), Sz = sum(gz), Szx = sum(gz x); then u and w
+    gyg = gy * g                                               # the gradient through the gated value
+    gz = gyg * x2
+    gz -= gz * g
+    sz = gz.sum(axis=-1).reshape(b, c)
+    szx = np.einsum("...n,...n->...", gz, x2).reshape(b, c)
+    centred = szx - cache.mean * sz                            # sum(gz (x - m))
+    u = np.where(cache.spatial, -cache.alpha * cache.rstd ** 2 * centred / n, 0)   # -A r^3 sum(gz (x - m)) / N
+    w = sz * cache.p_alpha / n - u * cache.mean                # Sz (P - alpha) / N - u m
+
+    # pass 4, dx = gy g + alpha gz + u x + w (gy g + w in the channel gate)
+    gz *= per_channel(cache.alpha)
+    gz += x2 * per_channel(u)
+    np.copyto(gz, 0, where=per_channel(~cache.spatial))
+    gz += gyg
     dx = np.empty_like(x)
-    dx6 = _grouped(dx, ga, k)
-    grads = {}
-
-    # channel branch: y0 = x0 * sigmoid(cweight * mean(x0) + cbias)
-    gate0 = cache.gate0
-    dz0 = np.einsum("...p,...p->...", dy0, x0) * gate0 * (1 - gate0)
-    grads["cweight"] = (dz0 * cache.s).sum(axis=_SUM)
-    grads["cbias"] = dz0.sum(axis=_SUM)
-    np.multiply(dy0, gate0[..., None], out=dx6[:, :, :, 0])
-    dx6[:, :, :, 0] += (dz0 * p["cweight"] / npix)[..., None]
-
-    # spatial branch: y1 = x1 * sigmoid(sweight * (gw * n + gb) + sbias), n = (x1 - mu) * rstd
-    gate1 = cache.gate1
-    direct = dy1 * gate1                      # gradient through the gated value
-    dz1 = direct * x1                         # ... and through the gate:
-    tmp = dz1 * gate1
-    dz1 -= tmp                                # dz1 = dy1 * x1 * sigma * (1 - sigma)
-    np.subtract(x1, cache.mu[..., None], out=tmp)            # tmp = x1 - mu
-    sum_dz = dz1.sum(axis=-1)
-    sum_dz_n = np.einsum("...p,...p->...", dz1, tmp) * cache.rstd
-    sw, gw, gb = p["sweight"], p["gn.weight"], p["gn.bias"]
-    grads["sweight"] = (gw * sum_dz_n + gb * sum_dz).sum(axis=_SUM)
-    grads["sbias"] = sum_dz.sum(axis=_SUM)
-    grads["gn.weight"] = (sw * sum_dz_n).sum(axis=_SUM)
-    grads["gn.bias"] = (sw * sum_dz).sum(axis=_SUM)
-    # GroupNorm backward: dx1 += a * (dz1 - mean(dz1) - n * mean(dz1 * n)), a = sw*gw*rstd
-    a = sw * gw * cache.rstd
-    tmp *= (-a * cache.rstd * sum_dz_n / npix)[..., None]
-    dz1 *= a[..., None]
-    dz1 += tmp
-    dz1 += (-a * sum_dz / npix)[..., None]
-    np.add(direct, dz1, out=dx6[:, :, :, 1])
-
-    grads = {n: grads[n].reshape(cache.param_shapes[n]) for n in PARAM_NAMES}
-    return dx, grads
+    np.add(gz, per_channel(w), out=halves(dx))
+    return dx, parameter_grads(cache, sz, centred)
 
 
+def parameter_grads(cache: FusedCache, sz: np.ndarray, centred: np.ndarray) -> dict:
+    """The six gradients from dL/dA = r sum(gz (x - m)), dL/dP = m Sz, dL/dQ = Sz per (b, c),
+    summed over samples and groups per branch (2, K), then through A, P, Q onto the parameters."""
+    k, p = cache.params["cweight"].shape[0], cache.params
+
+    def per_branch(v):                                         # (B, C) -> (2, K)
+        return v.reshape(-1, cache.groups, 2, k).sum(axis=(0, 1))
+    d_a, d_p, d_q = per_branch(cache.rstd * centred), per_branch(cache.mean * sz), per_branch(sz)
+    grads = {"cweight": d_p[0], "cbias": d_q[0], "sweight": d_a[1] * p["gn.weight"] + d_q[1] * p["gn.bias"],
+             "sbias": d_q[1], "gn.weight": d_a[1] * p["sweight"], "gn.bias": d_q[1] * p["sweight"]}
+    return {name: grads[name].reshape(cache.param_shapes[name]) for name in PARAM_NAMES}

@@ -40,11 +40,12 @@ A backend runs them: :mod:`sa_torch.fused.cpu` (C, float32/float64 on the CPU: e
 direction in one function that runs both of its passes on a piece of the map while it is in
 cache, so memory is read once), :mod:`sa_torch.fused.triton` (Triton kernels, float32,
 bfloat16 and float16 on CUDA) or, anywhere else, :mod:`sa_torch.fused.eager` (torch ops,
-the readable version). Statistics and coefficients are float32 (float64 for float64 maps);
-the output has x's dtype, so under autocast it stays in the autocast dtype. In eager mode
-an autograd.Function wraps the passes (cheaper to call than a custom operator); under
-``torch.compile`` the registered operators do. The tests check every backend against
-autograd through the official ops in float64 (1e-10).
+the readable version). ``sa_numpy/fused.py`` computes the same passes in NumPy with the
+same names: the specification the kernels follow. Statistics and coefficients are float32
+(float64 for float64 maps); the output has x's dtype, so under autocast it stays in the
+autocast dtype. In eager mode an autograd.Function wraps the passes (cheaper to call than a
+custom operator); under ``torch.compile`` the registered operators do. The tests check every
+backend against autograd through the official ops in float64 (1e-10).
 """
 import contextlib
 import functools
