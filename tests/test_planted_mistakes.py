@@ -1,11 +1,13 @@
 """A catalogue of realistic wrong solutions, written the way a learner would write them: each
 must be caught with ITS diagnosis (the mistake's id and the words of its hint), never a guess.
 
-The kinds a blind trial left undiagnosed: the right values in the wrong order, results returned
-or unpacked in swapped order, a constant factor, a missing chain-rule factor, means over the
-wrong axes, the spatial gate's affines in the wrong order, stale or aliased caches, float64
-gradients for float32 input; and parameters broadcast against the wrong axis, which the checks'
-shapes (every axis its own size) now turn into an error instead of a silent pass.
+The kinds a blind trial left undiagnosed: the right values in the wrong order (one axis reordered,
+or several axes mixed), results returned or unpacked in swapped order, a constant factor, a factor
+that varies per group, a missing chain-rule factor, a gate that is one minus the right one, the
+upstream gradient forgotten, a step applied twice, means over the wrong axes, the spatial gate's
+affines in the wrong order, stale or aliased caches, float64 gradients for float32 input; and
+parameters broadcast against the wrong axis, which the checks' shapes (every axis its own size)
+now turn into an error instead of a silent pass.
 """
 import numpy as np
 import pytest
@@ -126,6 +128,23 @@ def cg_forward_flat_cweight(x0, cweight, cbias):
     return x0 * sigmoid(cweight.reshape(-1) * s + cbias), None      # (K,) broadcasts against W
 
 
+def cg_forward_one_minus_gate(x0, cweight, cbias):
+    s = x0.mean(axis=(2, 3), keepdims=True)
+    gate = 1 - sigmoid(cweight * s + cbias)
+    return x0 * gate, (x0, s, gate, cweight)
+
+
+def cg_forward_sigmoid_twice(x0, cweight, cbias):
+    s = x0.mean(axis=(2, 3), keepdims=True)
+    gate = sigmoid(cweight * s + cbias)
+    return x0 * sigmoid(gate), (x0, s, gate, cweight)          # the gate through the sigmoid again
+
+
+def cg_backward_local_derivatives(dout, cache):
+    """d y0 / d x0 and friends, each without the upstream gradient dout."""
+    return cg_backward(np.ones_like(dout), cache)
+
+
 def cg_backward_grads_swapped(dout, cache):
     dx0, dcweight, dcbias = cg_backward(dout, cache)
     return dx0, dcbias, dcweight
@@ -210,6 +229,21 @@ def gn_forward_affine_in_place(x, gamma, beta, num_groups, eps=1e-5):
     xhat *= gamma[:, None, None]          # the affine, in xhat's buffer
     xhat += beta[:, None, None]
     return xhat, cache
+
+
+def gn_forward_times_std(x, gamma, beta, num_groups, eps=1e-5):
+    n, c, h, w = x.shape
+    xg = x.reshape(n, num_groups, -1)
+    std = np.sqrt(xg.var(axis=2, keepdims=True) + eps)
+    xhat = ((xg - xg.mean(axis=2, keepdims=True)) * std).reshape(x.shape)     # * where / belongs
+    return gamma[:, None, None] * xhat + beta[:, None, None], (xhat, 1 / std, gamma, num_groups)
+
+
+def gn_backward_times_std(dout, cache):
+    xhat, rstd, gamma, num_groups = cache
+    dx, dgamma, dbeta = gn_backward(dout, cache)
+    dx = dx.reshape(rstd.shape[0], num_groups, -1) / rstd ** 2              # sqrt(var + eps) where rstd belongs
+    return dx.reshape(dout.shape), dgamma, dbeta
 
 
 def gn_backward_means_over_axis_1(dout, cache):
@@ -318,6 +352,19 @@ def sg_forward_z_into_n(x1, sweight, sbias, gn_weight, gn_bias, eps=1e-5):
     return x1 * gate, (x1, cache_n, gate, sweight, gn_cache)
 
 
+def sg_forward_sign_flipped(x1, sweight, sbias, gn_weight, gn_bias, eps=1e-5):
+    nrm, gn_cache = ref.groupnorm_forward(x1, gn_weight, gn_bias, x1.shape[1], eps)
+    gate = sigmoid(-(sweight * nrm + sbias))
+    return x1 * gate, (x1, nrm, gate, sweight, gn_cache)
+
+
+def sg_backward_dgn_bias_without_sweight(dout, cache):
+    x1, nrm, gate, sweight, gn_cache = cache
+    dx1, dsweight, dsbias, dgn_weight, _ = sg_backward(dout, cache)
+    dz = dout * x1 * gate * (1 - gate)
+    return dx1, dsweight, dsbias, dgn_weight, dz.sum(axis=(0, 2, 3))
+
+
 def sg_backward_dgn_weight_by_hand(dout, cache):
     x1, nrm, gate, sweight, gn_cache = cache
     dx1, dsweight, dsbias, _, dgn_bias = sg_backward(dout, cache)
@@ -385,6 +432,11 @@ def shuffle_backward_swaps_h_and_w(dout, cache):
 
 def shuffle_forward_twice(x, groups=2):
     return shuffle_forward(shuffle_forward(x, groups)[0], groups)
+
+
+def shuffle_forward_channels_last(x, groups=2):
+    b, c, h, w = x.shape                  # read as (B, H, W, C), the layout of TensorFlow
+    return x.reshape(b, h, w, groups, c // groups).swapaxes(3, 4).reshape(b, c, h, w).copy(), groups
 
 
 def shuffle_forward_cache_first(x, groups=2):
@@ -459,6 +511,21 @@ def sa_forward_merges_by_stacking(x, params, groups, eps=1e-5):
     return ref.channel_shuffle_forward(y, 2)[0], None
 
 
+def sa_forward_own_channel_gate(x, params, groups, eps=1e-5):
+    """The learner's exercise-05 layer on their own exercise-02 channel gate, which flips the gate."""
+    (x0, x1), split = ref.group_split_forward(x, groups)
+    y0, channel = cg_forward_one_minus_gate(x0, params["cweight"], params["cbias"])
+    y1, spatial = ref.spatial_gate_forward(x1, params["sweight"], params["sbias"], params["gn.weight"],
+                                           params["gn.bias"], eps)
+    y, merge = ref.group_merge_forward(y0, y1, x.shape[0])
+    return ref.channel_shuffle_forward(y, 2)[0], None
+
+
+def sa_forward_shuffles_twice(x, params, groups, eps=1e-5):
+    out, cache = sa_forward(x, params, groups, eps)
+    return ref.channel_shuffle_forward(out, 2)[0], cache
+
+
 def sa_backward_gates_swapped(dout, cache):
     return sa_backward(dout, cache, swap_dy=True)
 
@@ -516,10 +583,38 @@ CATALOGUE = {
                               "H and W swapped and then reshaped back"),
     "shuffle_backward_swaps_h_and_w": (shuffle, (SH[0], shuffle_backward_swaps_h_and_w), "generic.transposed",
                                        "H and W swapped"),
-    "shuffle_applied_twice": (shuffle, (shuffle_forward_twice, SH[1]), "generic.reordered",
-                              "axis C looks reordered (the expected's 12 entries laid out as a (2, C/groups=6) grid"),
+    "shuffle_reads_channels_last": (shuffle, (shuffle_forward_channels_last, SH[1]), "generic.axes_mixed",
+                                    "in an order that mixes axes: the expected's C, H and W each come from your C, H and W"),
     "layer_merges_by_stacking_the_branches": (sa_layer, (sa_forward_merges_by_stacking, SA[1]), "generic.reordered",
                                               "the slices along axis C are reordered"),
+    # a gate that is one minus the right one
+    "channel_gate_one_minus_the_gate": (channel_gate, (cg_forward_one_minus_gate, cg_backward),
+                                        "generic.one_minus_gate", "your gate computes 1 - sigmoid(z)"),
+    "spatial_gate_sign_flipped_in_the_sigmoid": (spatial_gate, (sg_forward_sign_flipped, sg_backward),
+                                                 "generic.one_minus_gate", "or sigmoid(-z) (a sign flipped"),
+    "layer_on_a_channel_gate_that_flips": (sa_layer, (sa_forward_own_channel_gate, SA[1]), "generic.one_minus_gate",
+                                           "your channel gate computes 1 - sigmoid(z)"),
+    # a factor that varies per group: a standard deviation where its inverse belongs
+    "groupnorm_multiplies_by_the_standard_deviation": (
+        groupnorm, (gn_forward_times_std, gn_backward), "generic.factor_per_group",
+        "yours (less beta) is the expected (less beta) times one factor per N and group of C, the same along "
+        "the other axes: the factor is 1/rstd²: the standard deviation sqrt(var + eps) stands where rstd belongs"),
+    "groupnorm_backward_multiplies_by_the_standard_deviation": (
+        groupnorm, (gn_forward, gn_backward_times_std), "generic.factor_per_group",
+        "the standard deviation sqrt(var + eps) stands where rstd belongs"),
+    # a gradient without one of the forward's inputs as a factor
+    "spatial_gate_dgn_bias_without_sweight": (spatial_gate, (sg_forward, sg_backward_dgn_bias_without_sweight),
+                                              "generic.missing_factor", "divided by sweight"),
+    # the upstream gradient forgotten
+    "channel_gate_backward_without_dout": (channel_gate, (cg_forward, cg_backward_local_derivatives),
+                                           "generic.upstream_forgotten", "the upstream gradient dout is missing"),
+    # a step applied twice
+    "shuffle_applied_twice": (shuffle, (shuffle_forward_twice, SH[1]), "generic.applied_twice",
+                              "the shuffle ran twice"),
+    "channel_gate_sigmoid_twice": (channel_gate, (cg_forward_sigmoid_twice, cg_backward), "generic.applied_twice",
+                                   "sigmoid(sigmoid(z)) where sigmoid(z) belongs"),
+    "layer_shuffles_twice": (sa_layer, (sa_forward_shuffles_twice, SA[1]), "generic.applied_twice",
+                             "the final shuffle ran twice"),
     # a rule learnt for one case, used for all
     "shuffle_backward_with_c_over_2_groups": (shuffle, (SH[0], shuffle_backward_two_group_rule),
                                               "shuffle.dx.inverse_with_half_c",
@@ -673,3 +768,18 @@ def test_a_hint_is_never_a_guess():
     assert info.value.mistake is None and "hint" not in str(info.value)
     assert "yours" in str(info.value) and "expected" in str(info.value) and "ours" not in str(info.value).replace(
         "yours", "")
+
+
+def test_an_elementwise_step_names_its_forgotten_upstream_gradient_and_missing_input():
+    """The relations on their own, as a short "your turn" step would use them: dz = dout * g * (1 - g)."""
+    from sa_course.checks.diagnose import Facts, failure, generic
+    from sa_course.checks.facts import Upstream
+
+    gen = np.random.default_rng(0)
+    g, dout = sigmoid(gen.normal(size=(3, 4, 5))), gen.normal(size=(3, 4, 5))
+    facts = Facts(factors={"g": g, "1 - g": 1 - g}, expected={"dz": dout * g * (1 - g)},
+                  upstream=Upstream(dout, lambda: {"dz": g * (1 - g)}))
+    for yours, mistake, words in ((g * (1 - g), "generic.upstream_forgotten", "yours times dout is the expected"),
+                                  (dout * (1 - g), "generic.missing_factor", "the chain rule's factor g is missing")):
+        error = failure("dz", yours, facts.expected["dz"], generic("dz", facts))
+        assert error.mistake == mistake and words in str(error), str(error)

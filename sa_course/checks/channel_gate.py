@@ -10,6 +10,7 @@ from sa_numpy.channel_gate import channel_gate_backward, channel_gate_forward
 from sa_numpy.functional import sigmoid
 
 from .diagnose import Facts
+from .facts import Gated, Upstream
 from .harness import Report, away_from_zero, call, keeps_float32, not_a_view, numeric, rng, short_traceback
 from .mistakes import hints
 
@@ -48,9 +49,11 @@ def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> Non
     report = Report("channel gate, forward and backward")
     ry0, rcache = channel_gate_forward(x0, cw, cb)
     facts = Facts(numbers={"N": n, "K": k, "H": h, "W": w, "H·W": h * w, "N·H·W": n * h * w},
-                  axes={"y0": ROWS, "dx0": ROWS, "dcweight": PARAM, "dcbias": PARAM}, factors={"cweight": (cw, "K")})
+                  axes={"y0": ROWS, "dx0": ROWS, "dcweight": PARAM, "dcbias": PARAM},
+                  factors={"cweight": (cw, "K"), "cbias": (cb, "K"), "x0": x0})
     ctx = SimpleNamespace(x0=x0, cw=cw, cb=cb, h=h, w=w, rcache=rcache, facts=facts,
                           s=x0.mean(axis=(2, 3), keepdims=True))
+    facts.gated["y0"] = Gated(x0, sigmoid(cw * ctx.s + cb))
     # x0 gated by sigmoid(affine(pooled)): the forward, with the pooling or the affine swapped
     ctx.gate = lambda pooled, affine=lambda p: cw * p + cb: x0 * sigmoid(affine(pooled))
     args = [("x0", x0), ("cweight", cw), ("cbias", cb)]
@@ -67,6 +70,7 @@ def check_channel_gate(channel_gate_forward_fn, channel_gate_backward_fn) -> Non
     dout = gen.normal(size=x0.shape)
     names = ("dx0", "dcweight", "dcbias")
     refs = channel_gate_backward(dout, rcache)
+    facts.upstream = Upstream(dout, lambda: dict(zip(names, channel_gate_backward(np.ones_like(dout), rcache))))
     ours = call(channel_gate_backward_fn, "channel_gate_backward", [("dout", dout), ("cache", cache)],
                 names, watch=args)
     facts.returned(names, ours, dict(zip(names, refs)))

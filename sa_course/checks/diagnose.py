@@ -20,7 +20,12 @@ nothing, so a hint is never a guess. Tried in this order:
      halves swapped, ...); else which axes each slice of the right values still lies along;
    - :func:`scaled`: yours is the expected times a constant (H·W, N, -1, ... named from the
      shapes, else printed), or times or divided by a named array (a chain rule's missing
-     ``sweight``), or by one factor per channel.
+     ``sweight``, or any other input of the forward), or by one factor per channel;
+   - the relations of :mod:`sa_course.checks.relations`, where the check told the facts
+     what they need: the last step applied twice, a gate that is one minus the right one or
+     has the sigmoid twice, the upstream gradient forgotten (tried before the reordering,
+     which a step applied twice also is), a factor that varies per group (after the
+     factors), the right values in an order that mixes axes (inside :func:`reordered`).
 
 A candidate is a function of the learner's value that returns a :class:`Diagnosis` or None.
 """
@@ -32,7 +37,8 @@ import numpy as np
 
 from sa_numpy.gradcheck import default_rtol
 
-from .facts import RTOL, Candidate, Diagnosis, Facts, a_kind, matches, numeric_array, recomputed
+from .facts import RTOL, Candidate, Diagnosis, Facts, a_kind, aligned_factor, matches, numeric_array, recomputed
+from .relations import applied_twice, axes_mixed, factor_per_group, gate_flipped, upstream_forgotten
 
 __all__ = ["RTOL", "Candidate", "Diagnosis", "Facts", "a_kind", "matches", "numeric_array", "recomputed",
            "first", "generic", "swapped", "reordered", "scaled", "describe", "failure", "hinted"]
@@ -47,7 +53,9 @@ def generic(tensor: str, facts: Facts | None) -> list[Candidate]:
     """The generic diagnoses tried after the known mistakes, in this order."""
     if facts is None:
         return []
-    return [lambda yours, f=f: f(tensor, yours, facts) for f in (swapped, reordered, scaled)]
+    return [lambda yours, f=f: f(tensor, yours, facts) for f in (swapped, applied_twice, gate_flipped,
+                                                                 upstream_forgotten, reordered, scaled,
+                                                                 factor_per_group)]
 
 
 # ---------------------------------------------------------------- swapped with a sibling
@@ -194,6 +202,9 @@ def reordered(tensor: str, yours, facts: Facts) -> Diagnosis | None:
             return Diagnosis("generic.reordered", f"the right values in the wrong order: axes {names[axis]} and "
                              f"{names[axis + 1]}, read as one axis of {expected.shape[axis] * expected.shape[axis + 1]}"
                              f" entries, look reordered ({what})")
+    mixed = axes_mixed(tensor, yours, facts)
+    if mixed is not None:
+        return mixed
     kept = [names[a] for a in range(expected.ndim) if expected.shape[a] > 1 and all(
         _same_values(yours.take(i, axis=a), expected.take(i, axis=a)) for i in range(expected.shape[a]))]
     moved = [n for a, n in enumerate(names) if n not in kept and expected.shape[a] > 1]
@@ -226,21 +237,6 @@ def _factor_names(facts: Facts) -> list[tuple[float, str]]:
     return named
 
 
-def _aligned(factor, names: tuple[str, ...], shape) -> np.ndarray | None:
-    """A named factor in a shape that broadcasts against a tensor, or None where it does not apply."""
-    if isinstance(factor, tuple):
-        vector, axis = factor
-        vector = np.ravel(vector)
-        hits = [i for i, n in enumerate(names) if n == axis and shape[i] == vector.size]
-        if len(hits) != 1:
-            return None
-        return vector.reshape([-1 if i == hits[0] else 1 for i in range(len(shape))])
-    try:
-        return factor if np.broadcast_shapes(np.shape(factor), shape) == tuple(shape) else None
-    except ValueError:
-        return None
-
-
 def scaled(tensor: str, yours, facts: Facts) -> Diagnosis | None:
     """Yours is the expected times a constant, times or divided by a named factor, or times
     one factor per slice along an axis."""
@@ -258,7 +254,7 @@ def scaled(tensor: str, yours, facts: Facts) -> Diagnosis | None:
     names = facts.axes_of(tensor, expected.shape)
     with np.errstate(all="ignore"):
         for name, factor in facts.factors.items():
-            aligned = _aligned(factor, names, expected.shape)
+            aligned = aligned_factor(factor, names, expected.shape)
             if aligned is None:
                 continue
             if matches(yours, r / aligned):

@@ -55,7 +55,40 @@ def recomputed(id_: str, text: str, make: Callable) -> Candidate:
     return candidate
 
 
+def aligned_factor(factor, names: tuple[str, ...], shape) -> np.ndarray | None:
+    """A named factor in a shape that broadcasts against a tensor, or None where it does not apply."""
+    if isinstance(factor, tuple):
+        vector, axis = factor
+        vector = np.ravel(vector)
+        hits = [i for i, n in enumerate(names) if n == axis and shape[i] == vector.size]
+        if len(hits) != 1:
+            return None
+        return vector.reshape([-1 if i == hits[0] else 1 for i in range(len(shape))])
+    try:
+        return factor if np.broadcast_shapes(np.shape(factor), shape) == tuple(shape) else None
+    except ValueError:
+        return None
+
+
 # ---------------------------------------------------------------- what a check tells the diagnoses
+
+@dataclass(frozen=True)
+class Gated:
+    """An output that is ``input * gate`` (the gate broadcast against the input), and the
+    parts of it that separate gates produce (``{"channel gate": mask, ...}``, masks of the
+    output's shape), so that a diagnosis can name the gate that went wrong."""
+    input: np.ndarray
+    gate: np.ndarray
+    parts: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """The upstream gradient a backward was given, and the reference gradients for an
+    upstream gradient of ones (``ones()``, by output label; computed on demand)."""
+    dout: np.ndarray
+    ones: Callable[[], dict]
+
 
 @dataclass
 class Facts:
@@ -67,6 +100,15 @@ class Facts:
     per-channel parameter, or an array that broadcasts against the tensors it applies to.
     :meth:`returned` records each call of a learner's function (what it returned and what
     was expected), so that outputs can be compared with their siblings.
+
+    For the relations of :mod:`sa_course.checks.relations`: ``gated`` the outputs that are an
+    input times a gate (:class:`Gated`); ``twice`` per output, what its last step is and that
+    step applied to a value (``("the shuffle", f)``: yours == f(expected) means the step ran
+    twice); ``upstream`` the backward's dout (:class:`Upstream`); ``splits`` an axis that
+    falls into groups (``{"C": G}``), so that a factor can vary per group; ``offsets`` an
+    output's additive term (``{"out": ("beta", beta)}``), removed before looking for a
+    factor; ``inverses`` what a factor's inverse is called (``{"rstd": "the standard
+    deviation"}``).
     """
     numbers: dict[str, float] = field(default_factory=dict)
     axes: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -75,6 +117,12 @@ class Facts:
     yours: dict[str, object] = field(default_factory=dict)
     calls: dict[str, tuple[str, ...]] = field(default_factory=dict)
     fixes: dict[str, str] = field(default_factory=dict)
+    gated: dict[str, Gated] = field(default_factory=dict)
+    twice: dict[str, tuple[str, Callable]] = field(default_factory=dict)
+    upstream: Upstream | None = None
+    splits: dict[str, int] = field(default_factory=dict)
+    offsets: dict[str, tuple[str, np.ndarray]] = field(default_factory=dict)
+    inverses: dict[str, str] = field(default_factory=dict)
 
     def returned(self, labels, values, expected: dict, fix: str | None = None) -> None:
         """One call of a learner's function: its outputs' labels in return order, the values it

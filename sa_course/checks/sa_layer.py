@@ -16,6 +16,7 @@ from sa_numpy.spatial_gate import spatial_gate_backward, spatial_gate_forward
 from sa_numpy.validate import PARAM_NAMES
 
 from .diagnose import Facts, a_kind, hinted
+from .facts import Gated, Upstream
 from .harness import EPS, Report, call, keeps_float32, not_a_view, numeric, rng, seed, short_traceback
 from .mistakes import LAYER_GRADIENTS, hints
 
@@ -54,6 +55,16 @@ def layer_backward_with(cache, dout, unshuffle="inverse", swap_dy=False, swap_dx
     return (dx, *(grads[n].reshape(cache.param_shapes[n]) for n in PARAM_NAMES))
 
 
+def layer_gates(x, cache) -> Gated:
+    """The layer's output as x (shuffled) times the two gates (merged and shuffled in the same way),
+    with the output channels each gate produces, from the parts' cache of :func:`sa_numpy.sa_forward`."""
+    route = lambda v0, v1: channel_shuffle_forward(group_merge_forward(v0, v1, x.shape[0])[0], 2)[0]
+    x0 = cache.x0
+    gate = route(np.broadcast_to(cache.channel.gate[:, :, None, None], x0.shape), cache.spatial.gate)
+    channel = route(np.ones_like(x0), np.zeros_like(x0)) > 0.5
+    return Gated(channel_shuffle_forward(x, 2)[0], gate, {"channel gate": channel, "spatial gate": ~channel})
+
+
 def layer_input(gen, b, c, h, w):
     return gen.normal(size=(b, c, h, w)) + gen.normal(size=(b, c, 1, 1))
 
@@ -74,9 +85,13 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
                   axes={"out": ("B", "C", "H", "W"), "dx": ("B", "C", "H", "W"),
                         **{f"grads[{n!r}]": ("K",) if n.startswith("gn.") else ("1", "K", "1", "1")
                            for n in PARAM_NAMES}},
-                  factors={n: (params[n], "K") for n in ("cweight", "sweight", "gn.weight")})
+                  factors={**{n: (params[n], "K") for n in ("cweight", "sweight", "gn.weight", "cbias", "sbias",
+                                                            "gn.bias")}, "x": x},
+                  twice={"out": ("the final shuffle", lambda v: channel_shuffle_forward(v, 2)[0])})
     ctx = SimpleNamespace(c=c, groups=groups, facts=facts,
                           layer=lambda **kw: layer_with(x, params, groups, **{"eps": EPS, **kw}))
+    parts_cache = sa_forward(x, params, groups, eps=EPS)[1]
+    facts.gated["out"] = layer_gates(x, parts_cache)
     args = [("x", x), ("params", params), ("groups", groups)]
     out, cache = call(sa_forward_fn, "sa_forward", args, ("out", "cache"), eps=EPS)
     facts.returned(("out", "cache"), (out, cache), {"out": rout})
@@ -107,7 +122,8 @@ def check_sa_layer(sa_forward_fn, sa_backward_fn) -> None:
     facts.returned(LAYER_GRADIENTS, ours, dict(zip(LAYER_GRADIENTS, refs)),
                    fix="check the order in which you unpack each part's backward, and the key each gradient gets")
     ctx.refs_by_name = dict(zip(LAYER_GRADIENTS, refs))
-    parts_cache = sa_forward(x, params, groups, eps=EPS)[1]
+    facts.upstream = Upstream(dout, lambda: dict(zip(LAYER_GRADIENTS, layer_backward_with(parts_cache,
+                                                                                          np.ones_like(dout)))))
     ctx.backward_of = functools.cache(lambda **kw: layer_backward_with(parts_cache, dout, **kw))
     last_dx, last_grads = sa_backward_fused(dout, sa_forward_fused(other, params, groups, eps=EPS)[1])
     ctx.last_forward = (last_dx, *(last_grads[n] for n in PARAM_NAMES))

@@ -8,6 +8,7 @@ import numpy as np
 from sa_numpy.shuffle import channel_shuffle_backward, channel_shuffle_forward
 
 from .diagnose import Facts
+from .facts import Upstream
 from .harness import Report, call, keeps_float32, not_a_view, numeric, rng, short_traceback
 from .mistakes import hints
 
@@ -24,7 +25,7 @@ def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> No
         x = gen.normal(size=(b, c, h, w))
         tag = f" (groups={groups})"
         facts = Facts(numbers={"B": b, "C": c, "H": h, "W": w, "groups": groups, "C/groups": c // groups},
-                      axes={"out": axes, "dx": axes})
+                      axes={"out": axes, "dx": axes}, twice={"out": ("the shuffle", lambda v, g=groups: shuffle(v, g))})
         ctx = SimpleNamespace(x=x, c=c, groups=groups, shuffle=shuffle, facts=facts,
                               hint_numbers={"groups": groups, "c_over_groups": c // groups, "half": c // 2})
         rout, rcache = channel_shuffle_forward(x, groups)
@@ -36,6 +37,7 @@ def check_shuffle(channel_shuffle_forward_fn, channel_shuffle_backward_fn) -> No
 
         ctx.dout = dout = gen.normal(size=x.shape)
         rdx = channel_shuffle_backward(dout, rcache)
+        facts.upstream = Upstream(dout, lambda rc=rcache: {"dx": channel_shuffle_backward(np.ones_like(dout), rc)})
         dx = call(channel_shuffle_backward_fn, "channel_shuffle_backward", [("dout", dout), ("cache", cache)],
                   ("dx",), watch=[("x", x)])
         facts.returned(("dx",), (dx,), {"dx": rdx})

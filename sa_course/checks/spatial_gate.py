@@ -12,6 +12,7 @@ from sa_numpy.spatial_gate import spatial_gate_backward, spatial_gate_forward
 
 from .channel_gate import DSIG
 from .diagnose import Facts
+from .facts import Gated, Upstream
 from .harness import EPS, Report, away_from_zero, call, keeps_float32, not_a_view, numeric, rng, short_traceback
 from .mistakes import hints
 
@@ -68,7 +69,9 @@ def check_groupnorm(groupnorm_forward_fn, groupnorm_backward_fn) -> None:
     facts = Facts(numbers={"N": n, "C": c, "G": groups, "C/G": c // groups, "H": h, "W": w, "H·W": h * w,
                            "(C/G)·H·W": c // groups * h * w, "N·H·W": n * h * w},
                   axes={"out": ("N", "C", "H", "W"), "dx": ("N", "C", "H", "W"), "dgamma": ("C",), "dbeta": ("C",)},
-                  factors={"gamma": (gamma, "C"), "rstd = 1/sqrt(var + eps)": rstd})
+                  factors={"gamma": (gamma, "C"), "rstd = 1/sqrt(var + eps)": rstd, "beta": (beta, "C"), "x": x},
+                  splits={"C": groups}, offsets={"out": ("beta", beta.reshape(-1, 1, 1))},
+                  inverses={"rstd": "the standard deviation sqrt(var + eps)"})
     ctx = SimpleNamespace(x=x, c=c, rcache=rcache, rout=rout, facts=facts, gn=lambda **kw: groupnorm_with(
         x, **{"gamma": gamma, "beta": beta, "groups": groups, "eps": EPS, **kw}))
     args = [("x", x), ("gamma", gamma), ("beta", beta), ("num_groups", groups)]
@@ -86,6 +89,7 @@ def check_groupnorm(groupnorm_forward_fn, groupnorm_backward_fn) -> None:
     ctx.dout = dout = gen.normal(size=x.shape)
     names = ("dx", "dgamma", "dbeta")
     refs = groupnorm_backward(dout, rcache)
+    facts.upstream = Upstream(dout, lambda: dict(zip(names, groupnorm_backward(np.ones_like(dout), rcache))))
     ours = call(groupnorm_backward_fn, "groupnorm_backward", [("dout", dout), ("cache", cache)], names, watch=args)
     facts.returned(names, ours, dict(zip(names, refs)))
     fwd = lambda xx=x, gg=gamma, bb=beta: groupnorm_forward(xx, gg, bb, groups, eps=EPS)[0]
@@ -143,7 +147,9 @@ def check_spatial_gate(spatial_gate_forward_fn, spatial_gate_backward_fn) -> Non
     facts = Facts(numbers={"N": n, "K": k, "H": h, "W": w, "H·W": h * w, "N·H·W": n * h * w},
                   axes={"y1": rows, "dx1": rows, "dsweight": param, "dsbias": param, "dgn_weight": vector,
                         "dgn_bias": vector},
-                  factors={"sweight": (sw, "K"), "gn_weight": (gw, "K")})
+                  factors={"sweight": (sw, "K"), "gn_weight": (gw, "K"), "sbias": (sb, "K"), "gn_bias": (gb, "K"),
+                           "x1": x1},
+                  gated={"y1": Gated(x1, rcache.gate)})
     ctx = SimpleNamespace(x1=x1, k=k, sb=sb, ry1=ry1, rcache=rcache, facts=facts,
                           sg=lambda eps=EPS, gw=gw, gb=gb, **kw: spatial_gate_with(x1, sw, sb, gw, gb, eps, **kw))
     labels = ("sweight", "sbias", "gn_weight", "gn_bias")
@@ -162,6 +168,7 @@ def check_spatial_gate(spatial_gate_forward_fn, spatial_gate_backward_fn) -> Non
     dout = gen.normal(size=x1.shape)
     names = ("dx1", "dsweight", "dsbias", "dgn_weight", "dgn_bias")
     refs = spatial_gate_backward(dout, rcache)
+    facts.upstream = Upstream(dout, lambda: dict(zip(names, spatial_gate_backward(np.ones_like(dout), rcache))))
     ours = call(spatial_gate_backward_fn, "spatial_gate_backward", [("dout", dout), ("cache", cache)], names,
                 watch=args)
     facts.returned(names, ours, dict(zip(names, refs)))
