@@ -27,6 +27,8 @@ LESSONS = ["00_overview", "01_feature_grouping", "02_channel_attention",
 SECTION = re.compile(r"^##\s+(.+?)\s*$", re.MULTILINE)
 #: The sections every lesson ends with, in any order.
 CLOSING = {"Key ideas", "Questions to think about", "References"}
+#: Code that finds files through the repository's layout, which a wheel install or an `init` folder lacks.
+REPOSITORY_PATHS = re.compile(r"parents\[|__file__|[\"']\.\.[/\\\"']|/\s*[\"'](docs|checkpoints|notebooks|exercises|solutions)[\"']")
 
 
 def machine_paths() -> list[str]:
@@ -77,6 +79,15 @@ def test_starts_with_the_set_up_cell_and_has_it_once(path):
     again = [i for i, cell in enumerate(cells[1:], start=1)
              if cell.get("id") == setup_cell.CELL_ID or cell.source == setup_cell.SOURCE]
     assert not again, f"{path.name}: cells {again} repeat the set-up cell"
+
+
+@pytest.mark.parametrize("path", GENERATED, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_code_finds_the_course_files_through_sa_course_resources(path):
+    """Not through the repository's layout, so that it runs from a clone, an `init` folder and Colab."""
+    found = [(i, m.group(0)) for i, cell in enumerate(read(path).cells) if cell.cell_type == "code"
+             for m in REPOSITORY_PATHS.finditer(cell.source)]
+    assert not found, (f"{path.name}: code reaches files through the repository's layout (cell index, text): {found}; "
+                       "use sa_course.resources (results_dir(), checkpoint_path(), ...)")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
