@@ -132,7 +132,7 @@ def load_trained(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no trained model at {path}: train one and export it with "
-                                f"`python -m sa_torch.train --export {path}` (docs/engineering.md, "Training")")
+                                f"`python -m sa_torch.train --export {path}` (see docs/engineering.md)")
     checkpoint = torch.load(path, map_location=map_location, weights_only=True)
     missing = [k for k in ("state_dict", "config") if k not in checkpoint]
     if missing:
