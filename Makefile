@@ -3,29 +3,30 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.json
+LAB_OVERRIDES := $(VENV)/share/jupyter/lab/settings/overrides.d/shuffle-attention-course.json
 JUPYTER_ARGS ?=   # extra options for `make course`, e.g. --no-browser --port=8890
 
 .PHONY: course test env browser sandbox notebooks exercises grade bench constraints
 
-# Create the virtual environment (once; again when the pins change).
+# Create the virtual environment (once; again when the pins change): the course, editable, with
+# JupyterLab (the lab extra) and the test tools (the test extra), at the pinned versions.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[lab,test]"
 	touch $@
 
 env: $(STAMP) $(LAB_OVERRIDES)
 
 # The course's JupyterLab defaults (no "get notified about Jupyter news" pop-up, no update
-# check), installed as this environment's overrides.json: the learner's own settings win.
-$(LAB_OVERRIDES): jupyter/overrides.json $(STAMP)
+# check), where JupyterLab reads packages' defaults: the learner's own settings win. A wheel
+# install puts the file there itself; an editable install does not.
+$(LAB_OVERRIDES): jupyter/overrides.d/shuffle-attention-course.json $(STAMP)
 	mkdir -p $(dir $@) && cp $< $@
 
-## Open the course in JupyterLab, at the first lesson. It serves the whole project folder
-## (lessons, exercises, solutions); a file argument would serve only notebooks/.
+## Open the course in JupyterLab, at the first lesson (`sa-course lab`). It serves the whole
+## project folder (lessons, exercises, solutions).
 course: $(STAMP) $(LAB_OVERRIDES)
-	$(BIN)/jupyter lab $$([ "$$(id -u)" = 0 ] && echo --allow-root) \
-	    --LabApp.default_url=/lab/tree/notebooks/00_overview.ipynb $(JUPYTER_ARGS)
+	$(BIN)/sa-course lab . $(JUPYTER_ARGS)
 
 ## Set up if needed, then run every test: unit tests, notebooks (nbval), grader, browser.
 test: $(STAMP) $(LAB_OVERRIDES) browser sandbox

@@ -1,4 +1,9 @@
-"""The package installs as documented: the dependency lists of pip (pyproject.toml + constraints.txt) and conda (environment.yml) agree."""
+"""The package installs as documented: the dependency lists of pip (pyproject.toml + constraints.txt)
+and conda (environment.yml) agree, every package folder is in the distribution, and the code is
+written in the syntax of the oldest Python that pyproject.toml declares.
+
+(tests/test_install.py builds the wheel and runs the course from it.)"""
+import ast
 import re
 import subprocess
 import sys
@@ -22,9 +27,17 @@ def requirement_name(spec: str) -> str:
     return normalise(re.split(r"[\s<>=!~;\[]", spec.strip(), maxsplit=1)[0])
 
 
-def pyproject_dependencies() -> set[str]:
+def pyproject() -> dict:
     with open(ROOT / "pyproject.toml", "rb") as f:
-        return {requirement_name(d) for d in tomllib.load(f)["project"]["dependencies"]}
+        return tomllib.load(f)
+
+
+def pyproject_dependencies() -> set[str]:
+    """The runtime dependencies and the lab and test extras: what `make course`/`make test` install."""
+    project = pyproject()["project"]
+    extras = project["optional-dependencies"]
+    assert set(extras) == {"lab", "test"}
+    return {requirement_name(d) for d in project["dependencies"] + extras["lab"] + extras["test"]}
 
 
 def conda_environment():
@@ -51,10 +64,32 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
                                 f"only in pyproject.toml: {sorted(expected - listed)}")
 
 
-def test_environment_yml_installs_the_project_itself():
+def test_environment_yml_installs_the_project_itself_as_the_makefile_does():
     env, _, _ = conda_environment()
     pip_entries = [p for d in env["dependencies"] if isinstance(d, dict) for p in d["pip"]]
-    assert "-e ." in pip_entries
+    assert "-e .[lab,test]" in pip_entries
+    assert 'pip install --quiet -c constraints.txt -e ".[lab,test]"' in (ROOT / "Makefile").read_text()
+
+
+def test_jupyterlab_and_the_test_tools_are_extras_not_runtime_dependencies():
+    runtime = {requirement_name(d) for d in pyproject()["project"]["dependencies"]}
+    assert runtime.isdisjoint({"jupyterlab", "pytest", "nbval", "hypothesis", "playwright", "pyyaml"})
+    assert {"numpy", "torch", "torchvision", "ipykernel", "nbclient"} <= runtime
+
+
+def test_every_package_folder_is_in_the_distribution():
+    listed = set(pyproject()["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for pkg in ("sa_numpy", "sa_torch", "sa_course")
+             for p in (ROOT / pkg).rglob("__init__.py")}
+    assert found <= listed, f"package folders missing from pyproject.toml's packages: {sorted(found - listed)}"
+    content = pyproject()["tool"]["setuptools"]["package-dir"]
+    assert all((ROOT / folder).is_dir() and name in listed for name, folder in content.items())
+
+
+def test_the_code_is_written_in_the_syntax_of_the_oldest_python_declared():
+    oldest = tuple(map(int, re.fullmatch(r">=(\d+)\.(\d+)", pyproject()["project"]["requires-python"]).groups()))
+    for path in sorted(p for pkg in ("sa_numpy", "sa_torch", "sa_course") for p in (ROOT / pkg).rglob("*.py")):
+        ast.parse(path.read_text(), str(path), feature_version=oldest)
 
 
 def test_torch_and_torchvision_have_the_same_pin_for_pip_and_conda():

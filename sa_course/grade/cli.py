@@ -100,9 +100,9 @@ def _class(args, parser, options: Options, iso) -> int:
     return EXIT_GRADER if any(r.status == "grader-error" for r in rows) else EXIT_PASS
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sa_course.grade",
-                                     description="Grade exercise notebooks in fresh, sandboxed kernels.")
+def main(argv=None, prog: str = "python -m sa_course.grade", parser_class=argparse.ArgumentParser) -> int:
+    """The grader's command line; ``sa-course grade`` passes its own name and one-line-error parser."""
+    parser = parser_class(prog=prog, description="Grade exercise notebooks in fresh, sandboxed kernels.")
     parser.add_argument("paths", nargs="*", default=["exercises"], help="notebooks or folders (default: exercises/)")
     parser.add_argument("--timeout", type=float, default=60, help="seconds per notebook for its cells and checks (default 60)")
     parser.add_argument("--report", default="grade-report.json", help="JSON report path (default grade-report.json)")
