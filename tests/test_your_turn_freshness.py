@@ -1,6 +1,9 @@
 """A "your turn" check judges only the learner's latest run of the answer cell: in an IPython
 shell, an answer cell that raised, or that has not run again since the last check, gets a line
 saying so, never feedback on the older value its variable still holds."""
+import subprocess
+import sys
+
 import pytest
 from IPython.core.interactiveshell import InteractiveShell
 
@@ -111,3 +114,13 @@ def test_installing_again_replaces_the_earlier_follower(shell):
     runs = your_turn.install(shell)
     assert len(shell.events.callbacks["post_run_cell"]) == before
     assert shell._sa_course_answer_runs is runs
+
+
+def test_importing_the_module_in_a_new_kernel_starts_following_answers():
+    code = ("from IPython.core.interactiveshell import InteractiveShell\n"
+            "shell = InteractiveShell.instance()\n"
+            "shell.run_cell('from sa_course import your_turn')\n"
+            "shell.run_cell('my_z = 1 / 0')\n"
+            "print(shell._sa_course_answer_runs.runs['my_z'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().endswith("(2, 'ZeroDivisionError: division by zero')")
