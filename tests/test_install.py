@@ -137,9 +137,9 @@ def test_the_wheel_carries_the_code_the_course_files_and_the_jupyterlab_defaults
 
 
 def test_the_installed_course_imports_from_the_new_environment_not_this_checkout(venv):
-    probe = ("import importlib.resources, json, sa_course, sa_numpy, sa_torch\n"
+    probe = ("import importlib.resources, importlib.util, json\n"
              "from sa_course import resources\n"
-             "print(json.dumps({'modules': [m.__file__ for m in (sa_course, sa_numpy, sa_torch)],\n"
+             "print(json.dumps({'modules': [importlib.util.find_spec(m).origin for m in ('sa_course', 'sa_numpy', 'sa_torch')],\n"
              "  'content': str(resources.content_root()), 'checkpoint': str(resources.checkpoint_path()),\n"
              "  'lessons': sorted(p.name for p in (importlib.resources.files('sa_course') / 'content' / 'notebooks')"
              ".iterdir())}))")
