@@ -3,6 +3,8 @@
 - :mod:`sa_course.checks`           the exercise checks: your functions against the reference
 - :mod:`sa_course.grade`            the grader, ``python -m sa_course.grade``
 - :mod:`sa_course.trace`            the tracer: the first intermediate where your layer differs
+  (:mod:`~sa_course.trace_chain` traces your own sa_forward/sa_backward, :mod:`~sa_course.trace_rows`
+  holds the rows and the report)
 - :mod:`sa_course.viz`              the lessons' figures and tables
 - :mod:`sa_course.plots`            figures that follow training runs (lesson 06's ``LivePlot``)
 - :mod:`sa_course.explorer`         lesson 04's channel-routing explorer
