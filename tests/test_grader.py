@@ -106,13 +106,15 @@ def test_grader_passes_every_solution(graded, capsys):
     assert all(r["message"].startswith("Correct: ") for r in report["rows"])
 
 
-def test_grader_on_untouched_exercises_says_not_attempted_for_each(tmp_path, capsys):
+def test_grader_on_untouched_exercises_says_not_attempted_for_each(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")             # the table and the summary wrap to the terminal
     report = tmp_path / "report.json"
     assert grade.main([str(ROOT / "exercises"), "--report", str(report)]) == 1
     rows = json.loads(report.read_text())["rows"]
     assert sorted(r["exercise"] for r in rows) == sorted(EXERCISES)
     assert {r["status"] for r in rows} == {"not attempted"} and all(r["points"] == 0 for r in rows)
     *table, summary = capsys.readouterr().out.splitlines()
+    assert table[0].startswith(f"protection: {grade.sandbox.isolation().level} (")
     assert sum("not attempted" in line for line in table) == len(EXERCISES) and "Traceback" not in "\n".join(table)
     assert summary == f"0 of {len(EXERCISES)} notebooks pass, 0/10 points. Not yet: {len(EXERCISES)} not attempted " \
                       "(the table says which, and why)."
@@ -162,3 +164,47 @@ def test_control_characters_never_reach_the_table():
                     "out: values differ\x1b]0;owned\x07\x1b[31m red\r\x08\x00 \u202eevil")
     table = grade.format_table([row])
     assert not any(ch in table for ch in "\x1b\x07\x08\x00\r\u202e") and "red" in table and "evil" in table
+
+
+# ---------------------------------------------------------------- the table: protection first, messages whole
+
+LONG = ("dx (groups=2) (vs numerical gradient): values differ: max abs diff 4.168e+00, max rel diff 3.572e+03 "
+        "(tolerance rtol=1e-07, atol=3.0e-07); 700 of 840 entries off; first at index (0, 1, 0, 0): yours "
+        "-1.914989762, expected 0.8386394423\n  hint: you shuffled dout forward again: the backward of a "
+        "permutation is its INVERSE, which sends every channel back where it came from (lesson 04, section 3)")
+
+
+@pytest.mark.parametrize("level, words", [("bwrap", "bubblewrap: project and Python read-only"),
+                                          ("setuid", "no bubblewrap (bwrap is not installed)"),
+                                          ("none", "it could change your files")])
+def test_the_tables_first_line_names_the_protection_found(level, words):
+    iso = grade.sandbox.Isolation(level, True, "/usr/bin/bwrap" if level == "bwrap" else None,
+                                  "" if level == "bwrap" else "bwrap is not installed")
+    table = grade.format_table([grade.Row("04_shuffle", "exercises/04_shuffle.ipynb", "pass", 1, 1, "Correct")], 100,
+                               grade.report.protection(iso))
+    first = table.splitlines()[0]
+    assert first.startswith(f"protection: {level} (") and words in table.split("exercise  ")[0].replace("\n", " ")
+
+
+@pytest.mark.parametrize("width", [120, 80, 60])
+def test_every_message_and_hint_is_printed_whole_and_wrapped_at_word_boundaries(width):
+    praise = ("Correct: channel shuffle, forward and backward. Largest relative error vs sa_numpy 0, vs numerical "
+              "gradients 3e-10. Well done!")
+    rows = [grade.Row("04_shuffle", "exercises/04_shuffle.ipynb", "fail", 0, 1, LONG),
+            grade.Row("04_shuffle_again", "exercises/04_shuffle_again.ipynb", "pass", 1, 1, praise)]
+    lines = grade.format_table(rows, width).splitlines()
+    assert all(len(line) <= width for line in lines), max(lines, key=len)
+    body = " ".join(lines[2:-1]).split()
+    for message in (LONG, praise):
+        words = message.split()
+        start = body.index(words[0])
+        assert body[start:start + len(words)] == words        # every word, in order, none cut or split
+    assert any(line.lstrip().startswith("hint: you shuffled dout") for line in lines)
+    assert "Well done!" in " ".join(lines)
+
+
+def test_the_summary_line_wraps_at_word_boundaries():
+    rows = [grade.Row(f"0{i}_x", f"exercises/0{i}_x.ipynb", "fail", 0, 2, "y0: values differ") for i in range(1, 6)]
+    text = grade.report.summary(rows)
+    lines = grade.report.wrapped(text, 60)
+    assert all(len(line) <= 60 for line in lines) and " ".join(lines).split() == text.split()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -53,6 +52,11 @@ def grade_all(paths: list[Path], options: Options, jobs: int) -> list[Row]:
         return list(pool.map(one, paths))
 
 
+def _say(text: str, width: int) -> None:
+    """Print a line of the grader's own, wrapped at word boundaries to the terminal's width."""
+    print("\n".join(report.wrapped(text, width)))
+
+
 def exit_code(rows: list[Row]) -> int:
     if any(r.status == "grader-error" for r in rows):
         return EXIT_GRADER
@@ -93,10 +97,11 @@ def _class(args, parser, options: Options, iso) -> int:
         report.write_json(reports / f"{name}.json", data, overwrite=args.overwrite)
     with open(gradebook, "w" if args.overwrite else "x", newline="") as f:
         f.write(report.gradebook(by_student))
-    print(report.format_table(rows, max(100, shutil.get_terminal_size((100, 20)).columns)))
+    width = report.terminal_width()
+    print(report.format_table(rows, width, report.protection(iso)))
     passed = sum(report.student_status(r) == "pass" for r in by_student.values())
-    print(f"gradebook: {gradebook}, reports: {reports}/ (sandbox: {iso.describe()})")
-    print(f"{len(students)} students, {passed} with every exercise passed. {report.summary(rows)}")
+    _say(f"gradebook: {gradebook}, reports: {reports}/ (sandbox: {iso.describe()})", width)
+    _say(f"{len(students)} students, {passed} with every exercise passed. {report.summary(rows)}", width)
     return EXIT_GRADER if any(r.status == "grader-error" for r in rows) else EXIT_PASS
 
 
@@ -129,9 +134,10 @@ def main(argv=None, prog: str = "python -m sa_course.grade", parser_class=argpar
     if not paths:
         parser.error(f"no notebooks found in {args.paths}")
     rows = grade_all(paths, options, args.jobs)
-    print(report.format_table(rows, max(100, shutil.get_terminal_size((100, 20)).columns)))
+    width = report.terminal_width()
+    print(report.format_table(rows, width, report.protection(iso)))
     report.write_json(Path(args.report), report.report(rows, iso.describe(), args.strict))
     if iso.level != "bwrap":
-        print(f"note: {iso.describe()}")
-    print(report.summary(rows))
+        _say(f"note: {iso.describe()}", width)
+    _say(report.summary(rows), width)
     return exit_code(rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import textwrap
 from dataclasses import asdict
 from pathlib import Path
@@ -12,18 +13,54 @@ from ..checks import EXERCISES
 from .runner import Row, clean
 
 
-def format_table(rows: list[Row], width: int = 100) -> str:
-    """The table the grader prints: exercise (the file's name) | status | points | message."""
+MIN_WIDTH = 60          # narrower terminals still get the table at this width
+MIN_MESSAGE = 40        # a message column narrower than this goes under its row instead
+
+
+def terminal_width() -> int:
+    """The terminal's width in columns (100 when it cannot be told, as in a pipe), at least MIN_WIDTH."""
+    return max(MIN_WIDTH, shutil.get_terminal_size((100, 20)).columns)
+
+
+def wrapped(text: str, width: int, indent: str = "") -> list[str]:
+    """Every line of ``text`` wrapped at word boundaries to ``width`` columns, none cut, none split
+    inside a word; a hint's continuation lines line up after ``hint: ``."""
+    out = []
+    for line in text.splitlines() or [""]:
+        lead = indent + " " * (len(line) - len(line.lstrip()))
+        follow = lead + " " * 6 if line.lstrip().startswith("hint:") else lead
+        out += textwrap.wrap(line.strip(), width, initial_indent=lead, subsequent_indent=follow,
+                             break_long_words=False, break_on_hyphens=False) or [lead]
+    return out
+
+
+def protection(iso) -> str:
+    """The table's first line: which protection the grader found (bwrap, setuid or none), and what it means."""
+    return f"protection: {iso.level} ({iso.describe()})"
+
+
+def format_table(rows: list[Row], width: int = 100, protection: str | None = None) -> str:
+    """The table the grader prints: exercise (the file's name) | status | points | message.
+
+    ``protection`` (:func:`protection`) is its first line. Every message is printed whole, wrapped
+    at word boundaries to ``width``: beside its row, or under it when the message column would be
+    narrower than MIN_MESSAGE."""
     names = [clean(Path(r.path).stem, 80) for r in rows]
     name_w = max([len("exercise"), *map(len, names)])
     head = f"{'exercise':<{name_w}}  {'status':<13}  {'points':>6}  message"
     pad = " " * (name_w + 2 + 13 + 2 + 6 + 2)
-    lines = [head, "-" * min(width, len(head) + 60)]
+    beside = width - len(pad) >= MIN_MESSAGE
+    lines = textwrap.wrap(protection, width, subsequent_indent="  ", break_long_words=False,
+                          break_on_hyphens=False) if protection else []
+    lines += [head, "-" * min(width, len(head) + 60)]
     for name, r in zip(names, rows):
-        msg = [part for line in clean(r.message).splitlines()[:3]
-               for part in textwrap.wrap(line, max(40, width - len(pad)))][:6] or [""]
-        lines.append(f"{name:<{name_w}}  {clean(r.status, 13):<13}  {f'{r.points}/{r.max_points}':>6}  {msg[0]}")
-        lines += [pad + m for m in msg[1:]]
+        row = f"{name:<{name_w}}  {clean(r.status, 13):<13}  {f'{r.points}/{r.max_points}':>6}"
+        if beside:
+            msg = wrapped(clean(r.message), width - len(pad))
+            lines.append(f"{row}  {msg[0].lstrip()}".rstrip())
+            lines += [pad + m for m in msg[1:]]
+        else:
+            lines += [row] + wrapped(clean(r.message), width, indent="  ")
     total, most = sum(r.points for r in rows), sum(r.max_points for r in rows)
     lines.append(f"{'total':<{name_w}}  {'':<13}  {f'{total}/{most}':>6}")
     return "\n".join(lines)
