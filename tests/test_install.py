@@ -48,10 +48,13 @@ def wheel(tmp_path_factory) -> Path:
     """The wheel, built from the sdist built from this checkout (no build isolation, no network)."""
     out = tmp_path_factory.mktemp("dist")
     try:
-        import setuptools  # noqa: F401  (the build backend pyproject.toml names)
+        import setuptools           # the build backend pyproject.toml names
     except ImportError as err:
         pytest.fail(f"the wheel cannot be built without setuptools, the build backend ({err}): "
-                    f"pip install -e '.[lab,test]' installs it")
+                    f"pip install -c constraints.txt -e '.[lab,test]' installs it")
+    if tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1):
+        pytest.fail(f"setuptools {setuptools.__version__} cannot build a wheel without the wheel package: "
+                    f"pip install -c constraints.txt -e '.[lab,test]' installs a newer one")
     build = "from setuptools import build_meta; print(build_meta.build_sdist(%r))" % str(out)
     sdist = out / run([sys.executable, "-c", build], cwd=ROOT).stdout.split()[-1]
     with tarfile.open(sdist) as tar:
