@@ -25,7 +25,7 @@ from .course_folder import DISTRIBUTION, installed_version
 
 OK, NOTE, PROBLEM = "ok", "note", "PROBLEM"
 DOWNLOAD = "python -m sa_torch.train --data DIR --download"
-LEARNERS = "docs/learners.md"
+LEARNERS = "the course's docs/learners.md"
 
 
 @dataclass
@@ -172,7 +172,7 @@ def check_data() -> list[Finding]:
     from sa_torch.train.data import default_data_path
 
     path = default_data_path()
-    origin = "$SA_CIFAR_DATA" if "SA_CIFAR_DATA" in os.environ else "the default place"
+    origin = "$SA_CIFAR_DATA" if "SA_CIFAR_DATA" in os.environ else "SA_CIFAR_DATA is not set; the copy beside a clone"
     get = f"{DOWNLOAD} (on Colab and Kaggle too), then set SA_CIFAR_DATA=DIR"
     if not path.exists():
         return [Finding(PROBLEM, "CIFAR-10", f"not found at {path} ({origin}); lessons 06-07 use stand-in data", get)]
