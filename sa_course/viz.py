@@ -93,48 +93,64 @@ def channel_strip(ax, channels: int, groups: int, title: str, order=None) -> Non
     ax.axis("off")
 
 
-def _box(ax, xy, text, colour, width=1.9, height=0.8):
+#: Width of a figure that JupyterLab shows at its own size: the output area of a notebook in a
+#: window about 1100 px wide (file browser open) is about 900 px, and 9 in at 100 dpi is 900 px.
+NOTEBOOK_WIDTH_IN = 9.0
+#: Font size of the diagram's words, in points: 15 px at 100 dpi, like the notebook's own text.
+DIAGRAM_FONT_PT = 11
+
+
+def _box(ax, xy, text, colour, width, height):
     x, y = xy
     ax.add_patch(Rectangle((x - width / 2, y - height / 2), width, height, facecolor=colour,
                            edgecolor="black", alpha=0.9))
-    ax.text(x, y, text, ha="center", va="center", fontsize=8)
+    ax.text(x, y, text, ha="center", va="center", fontsize=DIAGRAM_FONT_PT)
 
 
 def _arrow(ax, start, end):
-    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=12, color="black"))
+    ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color="black",
+                                 shrinkA=0, shrinkB=0))
 
 
 def sa_diagram():
-    """The Shuffle Attention module as a block diagram (the paper's Fig. 2, redrawn)."""
-    fig, axes = figure(width=14, height=4.2)
+    """The Shuffle Attention module as a block diagram (the paper's Fig. 2, redrawn), read from
+    top to bottom with the two branches side by side, so that it fits a notebook's width
+    (:data:`NOTEBOOK_WIDTH_IN`) with words of :data:`DIAGRAM_FONT_PT` points."""
+    fig, axes = figure(width=NOTEBOOK_WIDTH_IN, height=7.0)
     ax = axes[0, 0]
-    grey, half = "#dddddd", 0.95
-    light = {"channel": "#c6dbef", "spatial": "#fcbba1"}
-    steps = {"channel": ["x0\n(B·G, K, H, W)", "average pool\n(B·G, K, 1, 1)", "cweight · s\n+ cbias",
-                         "sigmoid\n= gate", "x0 · gate"],
-             "spatial": ["x1\n(B·G, K, H, W)", "GroupNorm(K, K)\n= instance norm", "sweight · n\n+ sbias",
-                         "sigmoid\n= gate", "x1 · gate"]}
-    xs = [4.8, 7.0, 9.2, 11.4, 13.6]
-    for y, name in ((3.2, "channel"), (0.8, "spatial")):
-        for x, text in zip(xs, steps[name]):
-            _box(ax, (x, y), text, light[name])
-        for a, b in zip(xs[:-1], xs[1:]):
-            _arrow(ax, (a + half, y), (b - half, y))
-        _arrow(ax, (2.4 + half, 2), (xs[0] - half, y))
-        _arrow(ax, (xs[-1] + half, y), (16.0 - half, 2))
-        ax.text(xs[0] - half, y + 0.55, f"{name} branch: K channels of every group",
-                color=BRANCH_COLOURS[name], ha="left", fontsize=9)
-    chain = [(0.0, "x\n(B, C, H, W)"), (2.4, "group\n(B·G, C/G, H, W)")]
-    tail = [(16.0, "concat\n(B·G, C/G, H, W)"), (18.2, "reshape\n(B, C, H, W)"),
-            (20.4, "channel shuffle\n(2 groups)")]
-    for x, text in chain + tail:
-        _box(ax, (x, 2), text, grey)
-    for (a, _), (b, _) in zip(chain[:-1] + tail[:-1], chain[1:] + tail[1:]):
-        _arrow(ax, (a + half, 2), (b - half, 2))
-    ax.set_xlim(-1.1, 21.5)
-    ax.set_ylim(0.2, 3.9)
-    ax.set_title("Shuffle Attention: G groups, each split into a channel half and a spatial half "
-                 "of K = C / 2G channels; 3C/G parameters in all")
+    grey, light = "#dddddd", {"channel": "#c6dbef", "spatial": "#fcbba1"}
+    height, gap = 0.56, 0.8                        # box height and row spacing, in inches (axis units)
+    columns = {"channel": 2.45, "spatial": 6.55}
+    steps = {"channel": ["x0: (B·G, K, H, W)", "average pool: (B·G, K, 1, 1)", "cweight · s + cbias",
+                         "sigmoid = gate", "x0 · gate"],
+             "spatial": ["x1: (B·G, K, H, W)", "GroupNorm(K, K) = instance norm", "sweight · n + sbias",
+                         "sigmoid = gate", "x1 · gate"]}
+    top = 6.4
+    rows = [top - gap * (i + 1.45) for i in range(5)]           # the branch steps
+    merge, last = rows[-1] - gap, rows[-1] - 2 * gap
+    _box(ax, (2.45, top), "x: (B, C, H, W)", grey, width=2.4, height=height)
+    _box(ax, (6.55, top), "group: (B·G, C/G, H, W)", grey, width=3.0, height=height)
+    _arrow(ax, (2.45 + 1.2, top), (6.55 - 1.5, top))
+    for name, x in columns.items():
+        ax.text(x, rows[0] + height / 2 + 0.04, f"{name} branch: K channels of every group",
+                color=BRANCH_COLOURS[name], ha="center", va="bottom", fontsize=DIAGRAM_FONT_PT)
+        _arrow(ax, (6.55, top - height / 2), (x, rows[0] + height / 2 + 0.3))
+        for y, text in zip(rows, steps[name]):
+            _box(ax, (x, y), text, light[name], width=3.7, height=height)
+        for a, b in zip(rows + [merge], rows[1:] + [merge]):
+            _arrow(ax, (x, a - height / 2), (x, b + height / 2))
+    _box(ax, (4.5, merge), "concat the two halves of every group: (B·G, C/G, H, W)", grey,
+         width=7.8, height=height)
+    tail = [(1.6, "reshape: (B, C, H, W)"), (4.5, "channel shuffle (2 groups)"), (7.4, "out: (B, C, H, W)")]
+    _arrow(ax, (1.6, merge - height / 2), (1.6, last + height / 2))
+    for x, text in tail:
+        _box(ax, (x, last), text, grey, width=2.6, height=height)
+    for (a, _), (b, _) in zip(tail[:-1], tail[1:]):
+        _arrow(ax, (a + 1.3, last), (b - 1.3, last))
+    ax.set_xlim(0, NOTEBOOK_WIDTH_IN)
+    ax.set_ylim(last - height / 2 - 0.05, top + height / 2 + 0.05)
+    ax.set_title("Shuffle Attention: G groups, each split into a channel half and a spatial half\n"
+                 "of K = C / 2G channels; 3C/G parameters in all", fontsize=DIAGRAM_FONT_PT + 1)
     ax.axis("off")
     return fig
 

@@ -15,6 +15,7 @@ import nbformat
 import pytest
 from playwright.sync_api import expect
 
+from sa_course import viz
 from sa_numpy import SALayer
 
 RUN_TIMEOUT_S = 240
@@ -141,6 +142,13 @@ def run_all_and_check(page, lab, screenshot, notebook: str, name: str) -> None:
 
 def test_lesson_00_runs_all_cells_without_errors(page, lab, screenshot):
     run_all_and_check(page, lab, screenshot, "notebooks/00_overview.ipynb", "lesson-00")
+    diagram = code_cells(page).filter(has_text="viz.sa_diagram()")
+    image = diagram.locator(".jp-OutputArea-output img")
+    image.scroll_into_view_if_needed()
+    screenshot(page, "lesson-00-3-diagram", diagram)
+    shown, natural = image.evaluate("i => [i.clientWidth, i.naturalWidth]")
+    words_px = viz.DIAGRAM_FONT_PT * 100 / 72 * shown / natural       # the figure is drawn at 100 dpi
+    assert words_px >= 14, f"the diagram's words are {words_px:.1f} px high as shown ({shown} of {natural} px wide)"
 
 
 def test_solution_notebook_runs_all_cells_without_errors(page, lab, screenshot):
