@@ -12,7 +12,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import report, sandbox
+from . import gradescope, report, sandbox
 from .runner import Options, Row, grade_notebook
 
 EXIT_PASS, EXIT_NOT_YET, EXIT_USAGE, EXIT_GRADER = 0, 1, 2, 3
@@ -118,11 +118,14 @@ def main(argv=None, prog: str = "python -m sa_course.grade", parser_class=argpar
     parser.add_argument("--gradebook", default="gradebook.csv", help="with --class: the CSV (default gradebook.csv)")
     parser.add_argument("--reports", default="grade-reports", help="with --class: one JSON per student (default grade-reports/)")
     parser.add_argument("--overwrite", action="store_true", help="with --class: replace an existing gradebook and reports")
+    gradescope.add_arguments(parser)
     args = parser.parse_args(argv)
     if args.timeout <= 0:
         parser.error(f"--timeout={args.timeout} must be positive")
     if args.memory <= 0:
         parser.error(f"--memory={args.memory} must be positive")
+    if args.gradescope_autograder:
+        return gradescope.main(args, parser)
     options = Options(timeout=args.timeout, memory_gib=args.memory, strict=args.strict)
     iso = sandbox.isolation()
     if args.class_dir:

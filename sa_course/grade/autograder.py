@@ -1,0 +1,211 @@
+"""What Gradescope runs for every submission: ``python -m sa_course.grade.autograder --root /autograder``.
+
+``run_autograder`` (written by :mod:`~sa_course.grade.gradescope`) calls it with the root Gradescope
+gives (``GRADESCOPE_ROOT`` in tests). It reads the instructor's choices from
+``ROOT/source/sa-course-autograder.json``, finds the notebooks under ``ROOT/submission`` (in
+sub-folders too; links, hidden folders and Jupyter's checkpoints are skipped), matches each to an
+exercise by its metadata (else by its file name, as the grader does), grades one notebook per
+exercise with the grader's ``--strict`` mode, each in a fresh sandboxed kernel, and writes
+``ROOT/results/results.json`` in Gradescope's format (its field names):
+
+- ``score``: the total, the sum of the tests' scores; ``execution_time``: seconds;
+- ``output``: the grader's version, the protection it found (bwrap, setuid or none) and every file
+  that was not graded, with the reason; ``visibility`` and ``stdout_visibility``: the instructor's;
+- ``tests``: one per exercise, in the course's order: ``name``, ``number``, ``score``,
+  ``max_score`` (the exercise's points), ``status`` (``passed`` or ``failed``), ``output`` (the
+  grader's status and message with its hint, as in the grader's table: strict grading shows no
+  reference value) and ``visibility``. An exercise with no notebook scores 0 and says it was not
+  submitted;
+- every text is shown as text (``output_format``, ``test_output_format``, ``test_name_format``:
+  ``text``), so a file name or message is never read as HTML.
+
+Whatever the submission holds (nothing, a file that is not JSON or too big, a hostile notebook),
+results.json is written; if the grader itself fails, it still is, with a message that says so.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from ..checks import EXERCISES
+from . import notebook, report, sandbox
+from .cli import grade_all
+from .gradescope import CONFIG, DISTRIBUTION, VISIBILITIES
+from .runner import Options, Row, clean
+
+JOBS = 2                  # notebooks graded at once (at most the container's cores)
+MAX_ENTRIES = 2000        # files and folders of a submission looked at
+MAX_DEPTH = 12            # folders inside folders
+MAX_NOTEBOOKS = 20        # notebooks read to find the exercises
+
+
+def read_config(path: Path) -> dict:
+    """The autograder's configuration, checked; ValueError names the first problem."""
+    cfg = json.loads(path.read_text())
+    for key in ("visibility", "stdout_visibility"):
+        if cfg.get(key) not in VISIBILITIES:
+            raise ValueError(f"{path.name}: {key}={cfg.get(key)!r} is not one of {', '.join(VISIBILITIES)}")
+    for key in ("timeout", "memory_gib"):
+        if not isinstance(cfg.get(key), (int, float)) or cfg[key] <= 0:
+            raise ValueError(f"{path.name}: {key}={cfg.get(key)!r} must be a positive number")
+    exercises = cfg.get("exercises")
+    if not isinstance(exercises, dict) or not exercises or set(exercises) - set(EXERCISES):
+        raise ValueError(f"{path.name}: 'exercises' must map some of {list(EXERCISES)} to their points")
+    for name, spec in exercises.items():
+        points = spec.get("points") if isinstance(spec, dict) else None
+        if not isinstance(points, (int, float)) or points < 0:
+            raise ValueError(f"{path.name}: exercises.{name}.points={points!r} must be a number >= 0")
+    return cfg
+
+
+def _shown(path: Path, folder: Path) -> str:
+    """A submitted file's name as the student sees it: relative to the submission, as plain text."""
+    return clean(str(path.relative_to(folder)), 200).replace("\n", " ")
+
+
+def submitted(folder: Path) -> tuple[list[Path], list[str]]:
+    """The notebooks under ``folder`` (sorted, bounded), and a note for each one skipped."""
+    found, notes, entries = [], [], 0
+    for here, dirs, files in os.walk(folder):
+        depth = len(Path(here).relative_to(folder).parts)
+        entries += len(dirs) + len(files)
+        if entries > MAX_ENTRIES:
+            notes.append(f"more than {MAX_ENTRIES} files and folders: the rest were not looked at")
+            break
+        if depth >= MAX_DEPTH and dirs:
+            notes.append(f"{_shown(Path(here), folder)}: folders more than {MAX_DEPTH} deep were not looked at")
+            dirs[:] = []
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__MACOSX")
+        for name in sorted(files):
+            path = Path(here) / name
+            if not name.endswith(".ipynb") or name.startswith("."):
+                continue
+            if path.is_symlink():
+                notes.append(f"{_shown(path, folder)}: not graded: a link, not a file")
+            elif len(found) == MAX_NOTEBOOKS:
+                notes.append(f"{_shown(path, folder)}: not graded: more than {MAX_NOTEBOOKS} notebooks")
+            else:
+                found.append(path)
+    return found, notes
+
+
+def match(paths: list[Path], folder: Path) -> tuple[dict[str, Path], list[str]]:
+    """One notebook per exercise, by its metadata (else its name); a note for every other notebook.
+    Of two for the same exercise, a readable one beats one that is not, then the file named
+    exactly like the exercise's (``04_shuffle.ipynb``), then the first by name."""
+    candidates, notes = {}, []
+    for path in paths:
+        try:
+            exercise, problem = notebook.read(path).exercise, None
+        except notebook.BadNotebook as exc:
+            exercise, problem = next((e for e in EXERCISES if path.name[:3] == e[:3]), None), str(exc)
+        if exercise is None:
+            why = problem or "not an exercise notebook: no sa_course metadata, and its name does not start like " \
+                             "one of " + ", ".join(EXERCISES)
+            notes.append(f"{_shown(path, folder)}: not graded: {why}")
+            continue
+        rank = (problem is not None, path.name != f"{exercise}.ipynb", str(path))
+        candidates.setdefault(exercise, []).append((rank, path))
+    chosen = {}
+    for exercise, options in candidates.items():
+        options.sort()
+        chosen[exercise] = options[0][1]
+        notes += [f"{_shown(p, folder)}: not graded: also exercise {exercise}, for which "
+                  f"{_shown(chosen[exercise], folder)} was graded (one notebook per exercise)" for _, p in options[1:]]
+    return chosen, notes
+
+
+def test_result(number: int, exercise: str, spec: dict, row: Row | None, shown: str, visibility: str) -> dict:
+    """One exercise as a Gradescope test; its score is the grader's fraction of the configured points."""
+    points = float(spec["points"])
+    if row is None:
+        score, status = 0.0, "failed"
+        output = (f"not submitted: no notebook in your submission is exercise {exercise} (the course's "
+                  f"exercises/{exercise}.ipynb, with your code in it)")
+    else:
+        score = points * row.points / row.max_points if row.max_points else 0.0
+        status = "passed" if row.status == "pass" else "failed"
+        output = f"{row.status}: {row.message}\n(graded: {shown})"
+    return {"name": f"{exercise}: {spec['title']}", "number": str(number), "score": score, "max_score": points,
+            "status": status, "output": output, "visibility": visibility}
+
+
+def results(cfg: dict, rows: dict[str, Row], shown: dict[str, str], notes: list[str], iso, seconds: float) -> dict:
+    """results.json: the total, one test per configured exercise, and what Gradescope shows when."""
+    tests = [test_result(i, name, spec, rows.get(name), shown.get(name, ""), cfg["visibility"])
+             for i, (name, spec) in enumerate(cfg["exercises"].items(), start=1)]
+    total, most = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
+    lines = [f"{DISTRIBUTION} {cfg['version']}, strict grading: {total:g}/{most:g} points.",
+             report.protection(iso)]
+    lines += [f"{shown[name]}: exercise {name}, {row.status}" for name, row in rows.items()]
+    lines += notes
+    if not rows:
+        lines.append("No exercise notebook was found in your submission: upload the exercise notebooks "
+                     "(for example 04_shuffle.ipynb), with your code in them.")
+    return {"score": total, "execution_time": round(seconds), "output": "\n".join(lines),
+            "output_format": "text", "test_output_format": "text", "test_name_format": "text",
+            "visibility": cfg["visibility"], "stdout_visibility": cfg["stdout_visibility"],
+            "extra_data": {"course_version": cfg["version"], "strict": True, "protection": iso.level,
+                           "graded": shown},
+            "tests": tests}
+
+
+def grade_submission(root: Path, start: float) -> dict:
+    """Grade ROOT/submission with ROOT/source's configuration; results.json's content."""
+    cfg = read_config(root / "source" / CONFIG)
+    folder = root / "submission"
+    paths, notes = submitted(folder) if folder.is_dir() else ([], ["the submission folder is missing"])
+    chosen, more = match(paths, folder)
+    more += [f"{_shown(p, folder)}: not graded: exercise {e} is not part of this assignment"
+             for e, p in chosen.items() if e not in cfg["exercises"]]
+    chosen = {e: p for e, p in chosen.items() if e in cfg["exercises"]}
+    iso = sandbox.isolation()
+    options = Options(timeout=cfg["timeout"], memory_gib=cfg["memory_gib"], strict=True)
+    names = list(chosen)
+    rows = dict(zip(names, grade_all([chosen[e] for e in names], options, min(JOBS, os.cpu_count() or 1))))
+    print(report.format_table(list(rows.values()), 100, report.protection(iso)))
+    return results(cfg, rows, {e: _shown(p, folder) for e, p in chosen.items()}, notes + more, iso,
+                   time.monotonic() - start)
+
+
+def failure(exc: BaseException, start: float) -> dict:
+    """results.json when the grader itself failed: no points, and a message that says whose fault it is."""
+    return {"score": 0.0, "execution_time": round(time.monotonic() - start), "output_format": "text",
+            "output": (f"The autograder itself failed ({type(exc).__name__}: {clean(exc, 300)}). This is not your "
+                       f"notebook's fault: ask your instructor to look at the autograder's output and regrade it."),
+            "stdout_visibility": "hidden", "tests": []}
+
+
+def write(path: Path, data: dict) -> None:
+    """Write results.json whole (a temporary file, then a rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sa_course.grade.autograder",
+                                     description="Grade a Gradescope submission and write results/results.json.")
+    parser.add_argument("--root", type=Path, default=Path("/autograder"), help="the autograder's root (default /autograder)")
+    args = parser.parse_args(argv)
+    start = time.monotonic()
+    out = args.root / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)                 # a kernel running as another user cannot touch the results
+    try:
+        data = grade_submission(args.root, start)
+    except BaseException as exc:         # results.json is written whatever happens
+        traceback.print_exc(file=sys.stdout)
+        data = failure(exc, start)
+    write(out / "results.json", data)
+    print(f"{out / 'results.json'}: {data['score']:g} points")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
