@@ -2,15 +2,13 @@
 the exercises the learner changed and says which, bad input is one line with exit status 2,
 and doctor reports data, kernels and problems with their fixes.
 
-The commands run in this process through ``sa_course.cli.main`` (as the console script calls
-it), except where a fresh process matters (the C kernels are built once per process)."""
+The commands run in this process through ``sa_course.cli.main``, as the console script calls it;
+tests/test_install.py runs them from an installed wheel, in processes of their own (where the
+C kernels can be turned off: a process builds them once)."""
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -230,11 +228,3 @@ def test_doctor_names_why_the_c_kernels_did_not_build_and_the_fix(capsys, monkey
     line = findings(sa_course(capsys, "doctor")[1])["C kernels"]
     assert line.startswith("PROBLEM") and "cc: command not found" in line and "fix: install a C compiler" in line
 
-
-def test_doctor_with_the_c_kernels_turned_off_says_so_in_a_fresh_process(tmp_path):
-    env = {**os.environ, "SA_TORCH_CPU_KERNELS": "0", "SA_CIFAR_DATA": str(tmp_path / "none")}
-    done = subprocess.run([sys.executable, "-m", "sa_course", "doctor"], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    line = findings(done.stdout)["C kernels"]
-    assert line.startswith("note") and "SA_TORCH_CPU_KERNELS=0" in line and "fix: unset SA_TORCH_CPU_KERNELS" in line

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from test_cli import findings
 from test_data import write_imagefolder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,16 +187,16 @@ def test_the_grader_passes_the_solutions_in_the_installed_course(venv, course, t
 def test_doctor_in_the_installed_course_finds_data_or_says_how_to_get_it(venv, tmp_path):
     write_imagefolder(tmp_path / "tiny")
     found = run(["sa-course", "doctor"], cwd=tmp_path, env=learner_env(venv, SA_CIFAR_DATA=str(tmp_path / "tiny")))
-    lines = found.stdout.splitlines()
-    assert any(line.startswith("ok") and "CIFAR-10" in line and "12 train and 6 test in 3 classes" in line
-               for line in lines), found.stdout
-    assert any(line.startswith("ok") and "C kernels" in line for line in lines), found.stdout
-    assert any(line.startswith("ok") and "course" in line and str(venv) in line for line in lines), found.stdout
+    lines = findings(found.stdout)
+    assert lines["CIFAR-10"].startswith("ok") and "12 train and 6 test in 3 classes" in lines["CIFAR-10"], found.stdout
+    assert lines["C kernels"].startswith("ok"), found.stdout
+    assert lines["course"].startswith("ok") and f"{venv}" in lines["course"] and "wheel install" in lines["course"]
 
     missing = tmp_path / "no-data"
     bare = run(["sa-course", "doctor"], cwd=tmp_path,
                env=learner_env(venv, SA_CIFAR_DATA=str(missing), SA_TORCH_CPU_KERNELS="0"))
-    text = bare.stdout
-    assert f"PROBLEM CIFAR-10" in text and f"not found at {missing}" in text, text
-    assert "python -m sa_torch.train --data DIR --download" in text, text
-    assert any(line.startswith("note") and "SA_TORCH_CPU_KERNELS=0" in line for line in text.splitlines()), text
+    lines = findings(bare.stdout)
+    assert lines["CIFAR-10"].startswith("PROBLEM") and f"not found at {missing}" in lines["CIFAR-10"], bare.stdout
+    assert "fix: python -m sa_torch.train --data DIR --download" in lines["CIFAR-10"], bare.stdout
+    assert lines["C kernels"].startswith("note") and "SA_TORCH_CPU_KERNELS=0" in lines["C kernels"], bare.stdout
+    assert "fix: unset SA_TORCH_CPU_KERNELS" in lines["C kernels"], bare.stdout
