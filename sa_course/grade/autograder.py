@@ -182,7 +182,9 @@ def failure(exc: BaseException, start: float) -> dict:
 
 
 def write(path: Path, data: dict) -> None:
-    """Write results.json whole (a temporary file, then a rename)."""
+    """Write results.json whole (a temporary file, then a rename), into its folder made anew if a
+    kernel without a sandbox removed it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.replace(tmp, path)

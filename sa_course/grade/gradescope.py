@@ -260,8 +260,10 @@ def main(args, parser) -> int:
         names = build(out, args.visibility, args.stdout_visibility, args.timeout, args.memory, args.overwrite)
     except AutograderError as err:
         parser.error(str(err))
+    total = sum(e.points for e in EXERCISES.values())
     print(f"wrote {out}: {', '.join(names)}")
-    print(f"strict grading, {args.timeout:g} s and {args.memory:g} GiB per notebook; results visible: "
-          f"{args.visibility}, printed output: {args.stdout_visibility}. Upload it as the assignment's "
-          f"autograder (docs/instructors.md, Gradescope).")
+    print(f"{len(EXERCISES)} exercises, {total} points (the assignment's total on Gradescope); strict grading, "
+          f"{args.timeout:g} s and {args.memory:g} GiB per notebook; results visible: {args.visibility}, "
+          f"printed output: {args.stdout_visibility}. Upload it as the assignment's autograder "
+          f"(docs/instructors.md, Gradescope).")
     return 0
