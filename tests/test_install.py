@@ -20,13 +20,13 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tarfile
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
 import pytest
 
+from sa_course.grade.gradescope import AutograderError, build_wheel
 from test_cli import findings
 from test_data import write_imagefolder
 
@@ -46,24 +46,12 @@ def run(argv, *, cwd, env=None, timeout=600, check=True) -> subprocess.Completed
 
 @pytest.fixture(scope="session")
 def wheel(tmp_path_factory) -> Path:
-    """The wheel, built from the sdist built from this checkout (no build isolation, no network)."""
-    out = tmp_path_factory.mktemp("dist")
+    """The wheel, built from the sdist built from this checkout (no build isolation, no network),
+    as the Gradescope autograder builds it."""
     try:
-        import setuptools           # the build backend pyproject.toml names
-    except ImportError as err:
-        pytest.fail(f"the wheel cannot be built without setuptools, the build backend ({err}): "
-                    f"pip install -c constraints.txt -e '.[lab,test]' installs it")
-    if tuple(map(int, setuptools.__version__.split(".")[:2])) < (70, 1):
-        pytest.fail(f"setuptools {setuptools.__version__} cannot build a wheel without the wheel package: "
-                    f"pip install -c constraints.txt -e '.[lab,test]' installs a newer one")
-    build = "from setuptools import build_meta; print(build_meta.build_sdist(%r))" % str(out)
-    sdist = out / run([sys.executable, "-c", build], cwd=ROOT).stdout.split()[-1]
-    with tarfile.open(sdist) as tar:
-        tar.extractall(out, filter="data")
-    source = out / sdist.name.removesuffix(".tar.gz")
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-q",
-         "-w", str(out), str(source)], cwd=out)
-    return next(out.glob("*.whl"))
+        return build_wheel(ROOT, tmp_path_factory.mktemp("dist"))
+    except AutograderError as err:
+        pytest.fail(str(err))
 
 
 def link_dependencies(site: Path, into: Path) -> None:
