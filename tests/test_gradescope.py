@@ -21,7 +21,7 @@ import pytest
 
 from sa_course import cli as course_cli
 from sa_course.checks import EXERCISES
-from sa_course.grade import gradescope, sandbox
+from sa_course.grade import autograder as run, gradescope, sandbox
 from tampering.catalogue import CASES, WRONG
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -215,3 +215,17 @@ def test_without_the_course_source_it_refuses_and_says_where_to_run_it(tmp_path,
     with pytest.raises(gradescope.AutograderError, match="run this from a clone of the course"):
         gradescope.build(tmp_path / "a.zip")
     assert not (tmp_path / "a.zip").exists()
+
+
+def test_the_container_cpu_quota_sets_how_many_notebooks_run_at_once(tmp_path):
+    everything = len(os.sched_getaffinity(0))
+    assert run.cores(tmp_path) == everything                    # no cgroup files: the CPUs it may run on
+    (tmp_path / "cpu.max").write_text("50000 100000\n")         # cgroup v2, half a CPU
+    assert run.cores(tmp_path) == 0.5
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert run.cores(tmp_path) == everything
+    (tmp_path / "cpu.max").unlink()
+    (tmp_path / "cpu").mkdir()
+    (tmp_path / "cpu" / "cpu.cfs_quota_us").write_text("25000\n")    # cgroup v1, a quarter
+    (tmp_path / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert run.cores(tmp_path) == 0.25

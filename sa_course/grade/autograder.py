@@ -38,10 +38,26 @@ from .cli import grade_all
 from .gradescope import CONFIG, DISTRIBUTION, VISIBILITIES
 from .runner import Options, Row, clean
 
-JOBS = 2                  # notebooks graded at once (at most the container's cores)
+JOBS = 2                  # notebooks graded at once, at most: one where the container has less than two cores
 MAX_ENTRIES = 2000        # files and folders of a submission looked at
 MAX_DEPTH = 12            # folders inside folders
 MAX_NOTEBOOKS = 20        # notebooks read to find the exercises
+
+
+def cores(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
+    """The CPUs this process may use: its cgroup's CPU quota where one is set (Gradescope gives a
+    container a fraction of a CPU by default), else the CPUs it may run on."""
+    count = float(len(os.sched_getaffinity(0)))
+    try:
+        quota, period = (cgroup / "cpu.max").read_text().split()[:2]                  # cgroup v2
+    except (OSError, ValueError):
+        try:
+            quota, period = ((cgroup / "cpu" / f"cpu.cfs_{n}_us").read_text().strip() for n in ("quota", "period"))
+        except OSError:
+            return count
+    if quota in ("max", "-1") or not quota.isdigit() or not period.isdigit() or int(period) == 0:
+        return count
+    return min(count, int(quota) / int(period))
 
 
 def read_config(path: Path) -> dict:
@@ -167,7 +183,7 @@ def grade_submission(root: Path, start: float) -> dict:
     iso = sandbox.isolation()
     options = Options(timeout=cfg["timeout"], memory_gib=cfg["memory_gib"], strict=True)
     names = list(chosen)
-    rows = dict(zip(names, grade_all([chosen[e] for e in names], options, min(JOBS, os.cpu_count() or 1))))
+    rows = dict(zip(names, grade_all([chosen[e] for e in names], options, max(1, min(JOBS, int(cores()))))))
     print(report.format_table(list(rows.values()), 100, report.protection(iso)))
     return results(cfg, rows, {e: _shown(p, folder) for e, p in chosen.items()}, notes + more, iso,
                    time.monotonic() - start)
