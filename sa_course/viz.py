@@ -15,6 +15,11 @@ from .routing import channel_routing
 
 #: Colours of the two branches, used in every figure that shows them.
 BRANCH_COLOURS = {"channel": "#1f77b4", "spatial": "#d62728"}
+#: Fill colour of group g, ``GROUP_COLOURS[g % 16]``, in every figure that shows groups: light, so
+#: that black numbers read on them, distinct for the 16 groups the explorer allows, and without
+#: the branches' blue and red (matplotlib's Pastel2, then eight more from Set3 and Pastel1).
+GROUP_COLOURS = ("#b3e2cd", "#fdcdac", "#cbd5e8", "#f4cae4", "#e6f5c9", "#fff2ae", "#f1e2cc", "#cccccc",
+                 "#8dd3c7", "#bebada", "#fdb462", "#b3de69", "#bc80bd", "#ffed6f", "#decbe4", "#e5d8bd")
 #: Colour maps: sequential for gates in [0, 1], diverging for signed values.
 GATE_CMAP = "viridis"
 SIGNED_CMAP = "RdBu_r"
@@ -75,11 +80,10 @@ def channel_strip(ax, channels: int, groups: int, title: str, order=None) -> Non
     k = channels // (2 * groups)
     in_order = order is None
     order = np.arange(channels) if in_order else np.asarray(order)
-    palette = plt.get_cmap("Pastel2" if groups <= 8 else "Set3")   # no blue or red: those mark branches
     for pos, c in enumerate(order):
         g = int(route.group[c])
         branch = ("channel", "spatial")[int(route.branch[c])]
-        ax.add_patch(Rectangle((pos + 0.1, 0), 0.8, 1, facecolor=palette(g % palette.N),
+        ax.add_patch(Rectangle((pos + 0.1, 0), 0.8, 1, facecolor=GROUP_COLOURS[g % len(GROUP_COLOURS)],
                                edgecolor=BRANCH_COLOURS[branch], linewidth=1.8))
         ax.text(pos + 0.5, 0.5, str(c), ha="center", va="center", fontsize=8)
         ax.text(pos + 0.5, -0.3, branch[0], ha="center", va="center", fontsize=8,
@@ -206,3 +210,37 @@ def heatmap(ax, matrix: np.ndarray, title: str, xlabel: str, ylabel: str, xtickl
     if colorbar:
         ax.figure.colorbar(im, ax=ax, label=label, shrink=0.8)
     return im
+
+
+def boxes(ax, samples, labels, colours, whis=(5, 95)):
+    """One box per sample (whiskers at the ``whis`` percentiles, no outliers), filled with its
+    colour, with a black median line that shows on every fill."""
+    drawn = ax.boxplot(samples, whis=whis, showfliers=False, patch_artist=True, tick_labels=labels,
+                       medianprops={"color": "black", "linewidth": 1.5})
+    for patch, colour in zip(drawn["boxes"], colours):
+        patch.set_facecolor(colour)
+    return drawn
+
+
+def small_multiples(profiles: dict, classes, xlabel: str, ylabel: str, colours=None):
+    """One row of small panels per entry of ``profiles`` (name -> array (len(classes), X)), one
+    column per class: each panel draws its class's profile in colour over all the others in grey,
+    so that ten lines never tangle. Axes are shared; returns the figure."""
+    n_rows, n_cols = len(profiles), len(classes)
+    colours = colours or [f"C{c}" for c in range(n_cols)]
+    fig, axes = figure(n_rows, n_cols, width=NOTEBOOK_WIDTH_IN / n_cols, height=1.35, sharex=True, sharey=True)
+    for r, (name, rows) in enumerate(profiles.items()):
+        rows = np.asarray(rows)
+        steps = np.arange(rows.shape[1])
+        for c, ax in enumerate(axes[r]):
+            for other in rows:
+                ax.plot(steps, other, color="0.82", linewidth=0.8)
+            ax.plot(steps, rows[c], color=colours[c], marker="o", markersize=3, linewidth=1.6)
+            ax.tick_params(labelsize=8)
+            if r == 0:
+                ax.set_title(classes[c], fontsize=9)
+        axes[r, 0].set_ylabel(f"{name}\n{ylabel}", fontsize=9)
+    for ax in axes[-1]:
+        ax.set_xticks(steps)
+        ax.set_xlabel(xlabel, fontsize=9)
+    return fig
