@@ -26,7 +26,8 @@ The modules: :mod:`~.notebook` (reading a notebook without trusting it), :mod:`~
 and :mod:`~.launch` (scratch directory, limits, bubblewrap), :mod:`~.kernel` (the kernel's
 start, cells, deadline), :mod:`~.driver` and :mod:`~.wire` (the two ends of a call),
 :mod:`~.strict` (hiding the reference), :mod:`~.runner` (one notebook), :mod:`~.report`
-and :mod:`~.cli`.
+and :mod:`~.cli`; :mod:`~.gradescope` (the autograder zip, ``--gradescope-autograder``) and
+:mod:`~.autograder` (what it runs on Gradescope for each submission).
 """
 from .cli import grade_all, main, notebooks
 from .report import format_table
