@@ -151,12 +151,15 @@ def test_init_writes_the_lessons_exercises_and_solutions_as_shipped(course):
 
 
 def test_lessons_00_to_05_pass_nbval_in_the_installed_course(venv, course):
-    argv = [str(venv / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval",
-            "--nbval-sanitize-with", str(ROOT / "tests" / "nbval_sanitize.cfg"), "--nbval-cell-timeout=600",
+    # one argument with "=": pytest takes a separate path argument for a place to look for its
+    # configuration, and would use this repository's
+    argv = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "--nbval",
+            f"--nbval-sanitize-with={ROOT / 'tests' / 'nbval_sanitize.cfg'}", "--nbval-cell-timeout=600",
             *LESSONS_RUN_HERE]
     assert len(LESSONS_RUN_HERE) == 6
     done = run(argv, cwd=course, env=learner_env(venv), timeout=1800, check=False)
     assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert f"rootdir: {course}" in done.stdout and "configfile" not in done.stdout, done.stdout[:1000]
     # the kernels nbval started ran the installed course too
     kernel = run([str(venv / "bin" / "python"), "-c", "from jupyter_client.kernelspec import KernelSpecManager as K; "
                   "print(K().get_kernel_spec('python3').resource_dir)"], cwd=course, env=learner_env(venv))
