@@ -1,9 +1,16 @@
-"""Instructor mode (--class DIR), the exit codes and `make grade`."""
+"""Instructor mode (--class DIR): the gradebook, reports and feedback pages, student names whatever
+bytes they hold, links and copies, one notebook per exercise, partial credit, --only, backups, the
+exit codes and `make grade`."""
+import contextlib
 import csv
+import hashlib
+import io
 import json
 import os
 import subprocess
 import sys
+from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import nbformat
@@ -11,55 +18,149 @@ import pytest
 
 from sa_course import grade
 from sa_course.checks import EXERCISES
+from sa_course.grade import class_run, report
 
 ROOT = Path(__file__).resolve().parent.parent
+SHUFFLE = ("return out.copy() if np.shares_memory(out, x) else out, groups", "return x.copy(), groups")
+WRONG_GATE = ("return x1 * gate, (", "return x1 * (1 - gate), (")
+EVIL = os.fsdecode(b"ev\x80il")                         # a folder name that is not UTF-8
+FORGED = "x\nada  04_shuffle  pass  1 of 1"                 # a name that would print a row of its own
 
 
-def _copy(src: Path, dest: Path, old: str | None = None, new: str | None = None) -> Path:
+def _copy(src: Path, dest: Path, change: tuple | None = None, mtime: float | None = None) -> Path:
     nb = nbformat.read(src, as_version=4)
-    if old is not None:
-        for cell in nb.cells:
-            if "exercise" in cell.metadata.get("tags", []):
-                assert old in cell.source
-                cell.source = cell.source.replace(old, new)
+    if change is not None:
+        cell = next(c for c in nb.cells if "exercise" in c.metadata.get("tags", []) and change[0] in c.source)
+        cell.source = cell.source.replace(*change)
     dest.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dest)
+    if mtime is not None:
+        os.utime(dest, (mtime, mtime))
     return dest
+
+
+def _book(path: Path) -> dict:
+    return {row["student"]: row for row in csv.DictReader(path.open(newline=""))}
 
 
 @pytest.fixture(scope="module")
 def classroom(tmp_path_factory):
-    """Three students: ada (04 right, 02 untouched), bob (04 wrong, and a link to ada's notebook), cy (nothing)."""
+    """ada: 04 right (and an older second 04), 02 untouched; Ada: 03 half right; bob: 04 wrong and a link
+    to ada's; =cy: nothing; a non-UTF-8 name with a copy of the solution; a name with a newline;
+    a folder that is a link to ada's, and one that is a link out of the class."""
     tmp = tmp_path_factory.mktemp("class")
     room = tmp / "submissions"
-    _copy(ROOT / "solutions" / "04_shuffle.ipynb", room / "ada" / "04_shuffle.ipynb")
-    _copy(ROOT / "exercises" / "02_channel_gate.ipynb", room / "ada" / "02_channel_gate.ipynb")
-    _copy(ROOT / "solutions" / "04_shuffle.ipynb", room / "bob" / "04_shuffle.ipynb",
-          "return out.copy() if np.shares_memory(out, x) else out, groups", "return x.copy(), groups")
+    solutions, exercises = ROOT / "solutions", ROOT / "exercises"
+    _copy(solutions / "04_shuffle.ipynb", room / "ada" / "04_shuffle.ipynb")
+    _copy(solutions / "04_shuffle.ipynb", room / "ada" / "04_shuffle_old.ipynb", SHUFFLE, mtime=1e9)
+    _copy(exercises / "02_channel_gate.ipynb", room / "ada" / "02_channel_gate.ipynb")
+    _copy(solutions / "03_spatial_gate.ipynb", room / "Ada" / "03_spatial_gate.ipynb", WRONG_GATE)
+    _copy(solutions / "04_shuffle.ipynb", room / "bob" / "04_shuffle.ipynb", SHUFFLE)
     (room / "bob" / "04_borrowed.ipynb").symlink_to(room / "ada" / "04_shuffle.ipynb")
     (room / "=cy").mkdir()
+    (room / EVIL).mkdir()
+    (room / EVIL / "04 mine.ipynb").write_bytes((solutions / "04_shuffle.ipynb").read_bytes())
+    (room / FORGED).mkdir()
+    (tmp / "elsewhere").mkdir()
+    _copy(solutions / "04_shuffle.ipynb", tmp / "elsewhere" / "04_shuffle.ipynb")
+    (room / "linked").symlink_to(tmp / "elsewhere")
+    (room / "alias").symlink_to(room / "ada")
     out = tmp / "out"
     args = ["--class", str(room), "--gradebook", str(out / "gradebook.csv"), "--reports", str(out / "reports"),
-            "--jobs", "2", "--strict"]
-    code = grade.main(args)
-    return {"room": room, "out": out, "args": args, "code": code}
+            "--feedback", str(out / "feedback"), "--jobs", "2", "--strict"]
+    code, printed = _main(args)
+    return {"room": room, "out": out, "args": args, "code": code, "printed": printed, "tmp": tmp}
 
 
-def test_the_gradebook_has_a_row_per_student_with_points_per_exercise(classroom):
-    rows = list(csv.DictReader((classroom["out"] / "gradebook.csv").open()))
-    assert [r["student"] for r in rows] == ["'=cy", "ada", "bob"]        # a name a spreadsheet would run is quoted
-    assert list(rows[0]) == ["student", *EXERCISES, "total", "max", "status"]
-    ada, bob = rows[1], rows[2]
+def _main(args):
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        code = grade.main(args)
+    return code, buffer.getvalue()
+
+
+def test_the_gradebook_has_a_row_per_student_folder_with_points_per_exercise(classroom):
+    rows = _book(classroom["out"] / "gradebook.csv")
+    assert list(rows) == ["'=cy", "Ada", "ada", "alias", "bob", "ev\\x80il", "linked", "x\\x0aada  04_shuffle  pass  1 of 1"]
+    assert list(next(iter(rows.values()))) == ["student", *EXERCISES, "total", "max", "status", "notes"]
+    ada, bob, cy = rows["ada"], rows["bob"], rows["'=cy"]
     assert (ada["04_shuffle"], ada["02_channel_gate"], ada["total"], ada["max"]) == ("1", "0", "1", "10")
     assert ada["status"] == "1 not attempted, 3 missing"
-    assert (bob["04_shuffle"], bob["total"]) == ("0", "0") and bob["status"] == "1 fail, 4 missing"
-    assert rows[0]["status"] == "5 missing" and classroom["code"] == 0
+    assert (bob["04_shuffle"], bob["total"], bob["status"]) == ("0", "0", "1 fail, 4 missing")
+    assert cy["status"] == "5 missing" and cy["total"] == "0"
+    assert classroom["code"] == 1                     # graded, and not every student passes everything
 
 
-def test_each_student_gets_a_json_report_and_a_link_out_of_the_folder_is_not_graded(classroom):
+def test_exercise_03_earns_the_points_of_the_check_that_passes(classroom):
+    ada = _book(classroom["out"] / "gradebook.csv")["Ada"]
+    assert (ada["03_spatial_gate"], ada["total"]) == ("2", "2")
+    checks = json.loads(next((classroom["out"] / "reports").glob("Ada-*.json")).read_text())
+    checks = checks["exercises"]["03_spatial_gate"]["checks"]
+    assert [(c["check"], c["status"]) for c in checks] == [("groupnorm", "pass"), ("spatial_gate", "fail")]
+
+
+def test_the_class_table_has_a_student_column_and_the_gradebooks_totals(classroom):
+    lines = classroom["printed"].splitlines()
+    assert next(line for line in lines if line.startswith("student")).split() == \
+        ["student", "exercise", "status", "points", "message"]
+    books = _book(classroom["out"] / "gradebook.csv").values()
+    total, most = sum(float(r["total"]) for r in books), sum(float(r["max"]) for r in books)
+    assert next(line for line in lines if line.startswith("class")).split() == ["class", "total", f"{total:g}/{most:g}"]
+    assert f"{total:g}/{most:g} points, as in the gradebook" in " ".join(lines)
+    assert not any(line.startswith("ada  04_shuffle") for line in lines)        # the newline did not forge a row
+    assert any(line.startswith("x\\x0aada") for line in lines) and any(line.startswith("ev\\x80il ") for line in lines)
+
+
+def test_links_are_skipped_with_a_row_that_says_so(classroom):
+    rows = _book(classroom["out"] / "gradebook.csv")
+    assert rows["alias"]["status"].startswith("skipped: the folder is a link to ada")
+    assert rows["linked"]["status"].startswith("skipped: the folder is a link out of the class folder")
+    assert rows["linked"]["total"] == "0"
     bob = json.loads((classroom["out"] / "reports" / "bob.json").read_text())
-    assert bob["student"] == "bob" and bob["strict"] is True and "bubblewrap" in bob["sandbox"] or bob["sandbox"]
-    assert [Path(r["path"]).name for r in bob["rows"]] == ["04_shuffle.ipynb"]
+    assert [r["path"] for r in bob["rows"]] == ["bob/04_shuffle.ipynb"]
+    assert bob["not_graded"] == [{"path": "bob/04_borrowed.ipynb",
+                                  "reason": "not graded: a link to ada/04_shuffle.ipynb, outside the student's folder"}]
+
+
+def test_one_notebook_per_exercise_counts_and_the_report_says_which_and_why(classroom):
+    ada = json.loads(next(p for p in (classroom["out"] / "reports").glob("ada-*.json")).read_text())
+    assert ada["exercises"]["04_shuffle"]["notebook"] == "ada/04_shuffle.ipynb"
+    assert ada["exercises"]["04_shuffle"]["counted_because"].startswith("named exactly like the exercise")
+    assert ada["not_graded"][0]["path"] == "ada/04_shuffle_old.ipynb"
+    assert ada["not_graded"][0]["reason"].startswith("not graded: another notebook for this exercise counted")
+
+
+def test_identical_submissions_and_names_that_read_alike_are_flagged(classroom):
+    rows = _book(classroom["out"] / "gradebook.csv")
+    assert "ev\\x80il/04 mine.ipynb is identical to ada/04_shuffle.ipynb" in rows["ada"]["notes"] or \
+        "ada/04_shuffle.ipynb is identical to ev\\x80il/04 mine.ipynb" in rows["ada"]["notes"]
+    assert "identical to the course's solution 04_shuffle.ipynb" in rows["ev\\x80il"]["notes"]
+    assert "the name reads like Ada" in rows["ada"]["notes"] and "the name reads like ada" in rows["Ada"]["notes"]
+    reports = sorted(p.name for p in (classroom["out"] / "reports").iterdir())
+    assert len(reports) == 8 and len({name.lower() for name in reports}) == 8     # two files on any file system
+
+
+def test_reports_carry_the_audit_and_no_absolute_path(classroom):
+    reports = classroom["out"] / "reports"
+    data = json.loads((reports / "ev\\x80il.json").read_text())
+    path = classroom["room"] / EVIL / "04 mine.ipynb"
+    row = data["rows"][0]
+    assert row["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and row["path"] == "ev\\x80il/04 mine.ipynb"
+    assert datetime.fromisoformat(data["graded_at"]).utcoffset().total_seconds() == 0
+    assert data["course_version"] == metadata.version("shuffle-attention-course")
+    assert data["protection"] == grade.sandbox.isolation().level and data["strict"] is True
+    for p in reports.iterdir():
+        assert str(classroom["tmp"]) not in p.read_text() and str(Path.home()) not in p.read_text()
+
+
+def test_every_student_gets_a_feedback_page_in_markdown_and_html(classroom):
+    pages = classroom["out"] / "feedback"
+    assert len(list(pages.glob("*.md"))) == len(list(pages.glob("*.html"))) == 8
+    page = (pages / "bob.md").read_text()
+    assert "Total: 0/10" in page and "04\\_shuffle: fail, 0/1 points" in page and "Start with 01\\_grouping" in page
+    assert "expected [hidden in strict grading]" in page or "values differ" not in page
+    html = (pages / "x\\x0aada  04_shuffle  pass  1 of 1.html").read_text()
+    assert "<h1>Feedback: x\\x0aada  04_shuffle  pass  1 of 1</h1>" in html
 
 
 def test_nothing_is_overwritten_without_being_asked(classroom, capsys):
@@ -70,11 +171,50 @@ def test_nothing_is_overwritten_without_being_asked(classroom, capsys):
     assert (classroom["out"] / "gradebook.csv").read_bytes() == before
 
 
+def test_only_regrades_one_student_in_place_and_keeps_a_copy_of_what_it_replaced(classroom):
+    book = classroom["out"] / "gradebook.csv"
+    before = book.read_text().splitlines()
+    fixed = _copy(ROOT / "solutions" / "04_shuffle.ipynb", classroom["tmp"] / "fixed.ipynb")
+    (classroom["room"] / "bob" / "04_shuffle.ipynb").write_bytes(fixed.read_bytes())
+    code, _printed = _main([*classroom["args"], "--only", "bob"])
+    after = book.read_text().splitlines()
+    changed = [i for i, (a, b) in enumerate(zip(before, after)) if a != b]
+    assert code == 1 and len(after) == len(before) and [after[i].split(",")[0] for i in changed] == ['"bob"']
+    assert _book(book)["bob"]["04_shuffle"] == "1"
+    copies = list((classroom["out"] / "grade-backups").glob("*/out/gradebook.csv"))
+    assert [c.read_text().splitlines() for c in copies] == [before]
+
+
+def test_notebooks_and_class_together_are_refused_in_one_line(classroom, capsys):
+    with pytest.raises(SystemExit) as info:
+        grade.main([*classroom["args"], str(classroom["room"] / "bob")])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) <= 2 and "--only STUDENT" in err
+
+
+def test_a_student_whose_report_fails_still_gets_a_gradebook_row(tmp_path, monkeypatch):
+    room = tmp_path / "room"
+    for name in ("ann", "ben"):
+        _copy(ROOT / "exercises" / "04_shuffle.ipynb", room / name / "04_shuffle.ipynb")   # no kernel needed
+
+    def broken(res, *args):
+        if res.student.name == "ben":
+            raise OSError("disk full")
+        return real(res, *args)
+    real = report.student_report
+    monkeypatch.setattr(report, "student_report", broken)
+    code, _printed = _main(["--class", str(room), "--gradebook", str(tmp_path / "g.csv"), "--reports",
+                            str(tmp_path / "r"), "--feedback", str(tmp_path / "f")])
+    rows = _book(tmp_path / "g.csv")
+    assert code == class_run.EXIT_GRADER and list(rows) == ["ann", "ben"]
+    assert rows["ben"]["status"] == "grader-error" and "failed writing" in rows["ben"]["notes"]
+
+
 def test_exit_codes_keep_their_meaning(tmp_path, capsys):
     solution, stub = ROOT / "solutions" / "04_shuffle.ipynb", ROOT / "exercises" / "04_shuffle.ipynb"
-    report = str(tmp_path / "r.json")
-    assert grade.main([str(solution), "--report", report]) == 0
-    assert grade.main([str(stub), "--report", report]) == 1
+    report_path = str(tmp_path / "r.json")
+    assert grade.main([str(solution), "--report", report_path]) == 0
+    assert grade.main([str(stub), "--report", report_path]) == 1
     with pytest.raises(SystemExit) as info:
         grade.main([str(tmp_path / "missing.ipynb")])
     assert info.value.code == 2

@@ -45,14 +45,19 @@ def stub_message(function: str) -> str:
     return f"{function} is yours to write: replace this line with your code"
 
 
+def run_check(check, names: tuple[str, ...], namespace: dict) -> None:
+    """Run one check on the functions ``names`` of ``namespace``. Raises like the checks do."""
+    missing = [n for n in names if n not in namespace]
+    if missing:
+        raise CheckFailure(f"{', '.join(missing)} not defined: run the cell that defines "
+                             f"{'it' if len(missing) == 1 else 'them'} and keep the given name")
+    check(*(namespace[n] for n in names))
+
+
 def run_exercise(exercise: str, namespace: dict) -> None:
     """Run every check of one exercise on the functions defined in ``namespace``
     (a notebook's ``globals()``). Raises like the checks do."""
     if exercise not in EXERCISES:
         raise KeyError(f"exercise={exercise!r} is not one of {list(EXERCISES)}")
     for check, names in EXERCISES[exercise].checks:
-        missing = [n for n in names if n not in namespace]
-        if missing:
-            raise CheckFailure(f"{', '.join(missing)} not defined: run the cell that defines "
-                                 f"{'it' if len(missing) == 1 else 'them'} and keep the given name")
-        check(*(namespace[n] for n in names))
+        run_check(check, names, namespace)

@@ -1,15 +1,23 @@
-"""What the grader prints and writes: the table, the summary line, the JSON report, the gradebook."""
+"""What the grader prints and writes: the table (one notebook per row, or a class with a student
+column), the summary line, and the JSON reports with their audit fields.
+
+Every report says what was graded and how: each notebook's SHA-256, the time (UTC), the course's
+version, the protection the grader found and whether ``--strict`` was on. Paths in it are relative
+(to the class folder, or to the folder the grader ran in), never the instructor's absolute ones.
+"""
 from __future__ import annotations
 
-import csv
-import io
 import json
+import os
 import shutil
 import textwrap
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
-from ..checks import EXERCISES
+from ..cli.course_folder import installed_version
+from . import points
+from .names import shown
 from .runner import Row, clean
 
 
@@ -39,38 +47,68 @@ def protection(iso) -> str:
     return f"protection: {iso.level} ({iso.describe()})"
 
 
-def format_table(rows: list[Row], width: int = 100, protection: str | None = None) -> str:
-    """The table the grader prints: exercise (the file's name) | status | points | message.
+def render(head: list[str], lines: list[tuple[list[str], str]], total: list[str], width: int = 100,
+           protection: str | None = None) -> str:
+    """A table of ``head`` columns then a message column: each line's cells (already text, one line
+    each) and message, printed whole and wrapped at word boundaries to ``width``, beside its row, or
+    under it when the message column would be narrower than MIN_MESSAGE; ``total`` is the last row."""
+    widths = [max([len(h), *(len(cells[i]) for cells, _ in lines), len(total[i])]) for i, h in enumerate(head)]
 
-    ``protection`` (:func:`protection`) is its first line. Every message is printed whole, wrapped
-    at word boundaries to ``width``: beside its row, or under it when the message column would be
-    narrower than MIN_MESSAGE."""
-    names = [clean(Path(r.path).stem, 80) for r in rows]
-    name_w = max([len("exercise"), *map(len, names)])
-    head = f"{'exercise':<{name_w}}  {'status':<13}  {'points':>6}  message"
-    pad = " " * (name_w + 2 + 13 + 2 + 6 + 2)
+    def row(cells):
+        return "  ".join(f"{c:>{w}}" if h == "points" else f"{c:<{w}}" for c, w, h in zip(cells, widths, head))
+    pad = " " * (len(row(head)) + 2)
     beside = width - len(pad) >= MIN_MESSAGE
-    lines = textwrap.wrap(protection, width, subsequent_indent="  ", break_long_words=False,
-                          break_on_hyphens=False) if protection else []
-    lines += [head, "-" * min(width, len(head) + 60)]
-    for name, r in zip(names, rows):
-        row = f"{name:<{name_w}}  {clean(r.status, 13):<13}  {f'{r.points}/{r.max_points}':>6}"
+    out = textwrap.wrap(protection, width, subsequent_indent="  ", break_long_words=False,
+                        break_on_hyphens=False) if protection else []
+    out += [f"{row(head)}  message", "-" * min(width, len(pad) + 60)]
+    for cells, message in lines:
         if beside:
-            msg = wrapped(clean(r.message), width - len(pad))
-            lines.append(f"{row}  {msg[0].lstrip()}".rstrip())
-            lines += [pad + m for m in msg[1:]]
+            msg = wrapped(clean(message), width - len(pad))
+            out.append(f"{row(cells)}  {msg[0].lstrip()}".rstrip())
+            out += [pad + m for m in msg[1:]]
         else:
-            lines += [row] + wrapped(clean(r.message), width, indent="  ")
-    total, most = sum(r.points for r in rows), sum(r.max_points for r in rows)
-    lines.append(f"{'total':<{name_w}}  {'':<13}  {f'{total}/{most}':>6}")
-    return "\n".join(lines)
+            out += [row(cells).rstrip()] + wrapped(clean(message), width, indent="  ")
+    out.append(row(total).rstrip())
+    return "\n".join(out)
+
+
+def format_table(rows: list[Row], width: int = 100, protection: str | None = None) -> str:
+    """The table the grader prints: exercise (the file's name) | status | points | message, with
+    ``protection`` (:func:`protection`) as its first line."""
+    lines = [([shown(Path(r.path).stem), r.status, f"{r.points}/{r.max_points}"], r.message) for r in rows]
+    last = ["total", "", f"{total(r.points for r in rows)}/{total(r.max_points for r in rows)}"]
+    return render(["exercise", "status", "points"], lines, last, width, protection)
+
+
+def class_table(results, width: int = 100, protection: str | None = None) -> str:
+    """The class's table: student | exercise | status | points | message, every exercise of every
+    student (those not handed in as ``missing``), each student's total, and the class's: the same
+    numbers as the gradebook."""
+    lines = []
+    for res in results:
+        name = res.student.shown
+        if res.student.skipped:
+            lines.append(([name, "", "skipped", f"0/{res.max}"], res.student.skipped))
+            continue
+        for exercise, most in ((e, sum(c.values())) for e, c in res.table.items()):
+            r = res.rows.get(exercise)
+            lines.append(([name, exercise, r.status, f"{r.points}/{r.max_points}"], r.message) if r else
+                         ([name, exercise, "missing", f"0/{total([most])}"], "no notebook for this exercise"))
+        lines.append(([name, "total", "", f"{res.total}/{res.max}"], res.status))
+    last = ["class", "total", "", f"{total(r.total for r in results)}/{total(r.max for r in results)}"]
+    return render(["student", "exercise", "status", "points"], lines, last, width, protection)
+
+
+def total(values):
+    """A sum of points as the reports write it (2, not 2.0)."""
+    return points.number(sum(values))
 
 
 def summary(rows: list[Row]) -> str:
     """One line: how many notebooks pass, the points, and what to look at."""
     passed = sum(r.status == "pass" for r in rows)
-    points, most = sum(r.points for r in rows), sum(r.max_points for r in rows)
-    line = f"{passed} of {len(rows)} notebook{'s' if len(rows) != 1 else ''} pass, {points}/{most} points."
+    line = f"{passed} of {len(rows)} notebook{'s' if len(rows) != 1 else ''} pass, " \
+           f"{total(r.points for r in rows)}/{total(r.max_points for r in rows)} points."
     broken = sum(r.status == "grader-error" for r in rows)
     if broken:
         return line + f" The grader itself failed on {broken} (grader-error): grade again."
@@ -84,56 +122,55 @@ def summary(rows: list[Row]) -> str:
     return line + " Well done!"
 
 
-def report(rows: list[Row], sandbox: str, strict: bool) -> dict:
-    return {"passed": all(r.status == "pass" for r in rows),
-            "points": sum(r.points for r in rows), "max_points": sum(r.max_points for r in rows),
-            "sandbox": sandbox, "strict": strict, "rows": [asdict(r) for r in rows]}
+def audit(iso, strict: bool) -> dict:
+    """How the grading was done: when (UTC), by which version of the course, with which protection."""
+    return {"graded_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "course_version": installed_version(), "protection": iso.level, "sandbox": iso.describe(),
+            "strict": strict}
+
+
+def relative(path, base: Path | None = None) -> str:
+    """A path as the reports write it: relative to ``base`` (the folder the grader ran in by default),
+    or only the file's name when it is elsewhere: never an absolute path of this machine."""
+    base = Path(base or os.getcwd()).resolve()
+    full = Path(os.path.abspath(path))
+    return shown(str(full.relative_to(base)) if full.is_relative_to(base) else full.name)
+
+
+def row_record(row: Row, path: str, sha256: str) -> dict:
+    """A row as the reports write it: its relative ``path`` and the notebook's SHA-256."""
+    return {**asdict(row), "path": path, "sha256": sha256}
+
+
+def report(rows: list[Row], iso, strict: bool, records: list[dict] | None = None) -> dict:
+    """The JSON report of notebooks graded one by one (``records``: the rows as :func:`row_record`)."""
+    return {"passed": bool(rows) and all(r.status == "pass" for r in rows),
+            "points": total(r.points for r in rows), "max_points": total(r.max_points for r in rows),
+            **audit(iso, strict), "rows": records if records is not None else [asdict(r) for r in rows]}
+
+
+def student_report(res, iso, strict: bool, records: dict[str, dict]) -> dict:
+    """One student's JSON report: each exercise's counted notebook (why it counted, its SHA-256, its
+    row), the files not graded and why, the notes, the total, and the audit fields."""
+    exercises = {}
+    for exercise in res.table:
+        row = res.rows.get(exercise)
+        sub = res.student.counted.get(exercise)
+        exercises[exercise] = {"status": row.status, "points": row.points, "max_points": row.max_points,
+                               "notebook": sub.shown, "sha256": sub.sha256, "counted_because": sub.why,
+                               "message": row.message, "checks": row.checks} if row else \
+            {"status": "missing", "points": 0, "max_points": total(res.table[exercise].values()),
+             "message": "no notebook for this exercise"}
+    return {"student": res.student.shown, "status": res.status, "passed": res.status == "pass",
+            "points": res.total, "max_points": res.max, **audit(iso, strict), "exercises": exercises,
+            "rows": [records[e] for e in res.rows], "notes": res.notes,
+            "not_graded": [{"path": p, "reason": why} for p, why in res.student.not_graded]}
+
+
+def json_text(data: dict) -> str:
+    return json.dumps(data, indent=2) + "\n"
 
 
 def write_json(path: Path, data: dict, overwrite: bool = True) -> None:
     with open(path, "w" if overwrite else "x") as f:
-        f.write(json.dumps(data, indent=2) + "\n")
-
-
-def _cell(text: str) -> str:
-    """A CSV cell that a spreadsheet will not run as a formula."""
-    text = clean(text, 200).replace("\n", " ")
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-def student_status(rows: list[Row]) -> str:
-    """The gradebook's status for one student: pass, or what kept them from it."""
-    best = best_rows(rows)
-    missing = [e for e in EXERCISES if e not in best]
-    if any(r.status == "grader-error" for r in rows):
-        return "grader-error"
-    if not missing and all(r.status == "pass" for r in best.values()):
-        return "pass"
-    counts = {}
-    for r in best.values():
-        if r.status != "pass":
-            counts[r.status] = counts.get(r.status, 0) + 1
-    parts = [f"{n} {s}" for s, n in counts.items()] + ([f"{len(missing)} missing"] if missing else [])
-    return ", ".join(parts)
-
-
-def best_rows(rows: list[Row]) -> dict[str, Row]:
-    """Per exercise, the row with the most points (the first one on a tie)."""
-    best = {}
-    for r in rows:
-        if r.exercise in EXERCISES and (r.exercise not in best or r.points > best[r.exercise].points):
-            best[r.exercise] = r
-    return best
-
-
-def gradebook(students: dict[str, list[Row]]) -> str:
-    """The CSV: student, points per exercise, total, status."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["student", *EXERCISES, "total", "max", "status"])
-    most = sum(e.points for e in EXERCISES.values())
-    for student, rows in students.items():
-        best = best_rows(rows)
-        points = [best[e].points if e in best else 0 for e in EXERCISES]
-        writer.writerow([_cell(student), *points, sum(points), most, _cell(student_status(rows))])
-    return out.getvalue()
+        f.write(json_text(data))

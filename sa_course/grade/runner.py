@@ -12,12 +12,13 @@ from __future__ import annotations
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checks import EXERCISES, run_exercise
+from ..checks import EXERCISES
+from ..checks.exercises import run_check
 from ..checks.harness import Grading, LearnerError, NotAttempted, grading
-from . import notebook, sandbox, strict as strict_mode
+from . import notebook, points, sandbox, strict as strict_mode
 from .kernel import KernelGone, KernelSession, KernelStartError, KernelTimeout
 from .wire import KernelObject, Remote, RemoteFunction
 
@@ -44,6 +45,7 @@ class Row:
     max_points: int
     message: str
     seconds: float = 0.0
+    checks: list = field(default_factory=list)     # each check's {"check", "status", "message"} (partial credit)
 
     def __post_init__(self):
         self.exercise, self.path, self.message = clean(self.exercise, 200), clean(self.path, 1000), clean(self.message)
@@ -55,6 +57,7 @@ class Options:
     timeout: float = 60.0
     memory_gib: float = 4.0
     strict: bool = False
+    points: dict | None = field(default=None, hash=False, compare=False)    # :mod:`~.points` (None: the course's)
 
 
 def _first_lines(text: str, n: int = 3) -> str:
@@ -83,11 +86,12 @@ def _namespace(remote: Remote, exercise: str) -> dict:
             for name, (defined, is_callable, kind) in found.items() if defined}
 
 
-def _run_checks(remote: Remote, exercise: str) -> tuple[str, str]:
+def _checked(remote: Remote, run) -> tuple[str, str]:
+    """(status, message): how ``run()`` (checks, on a seed drawn now) ended."""
     context = Grading(seed=secrets.randbits(64), shares=remote.shares)
     try:
         with grading(context):
-            run_exercise(exercise, _namespace(remote, exercise))
+            run()
     except NotAttempted as exc:
         return "not attempted", _first_lines(str(exc))
     except LearnerError as exc:
@@ -99,7 +103,24 @@ def _run_checks(remote: Remote, exercise: str) -> tuple[str, str]:
     return "pass", "\n".join(context.praise) or "all checks passed"
 
 
-def _run(nb: notebook.Notebook, exercise: str, options: Options, iso: sandbox.Isolation) -> tuple[str, str]:
+def _run_checks(remote: Remote, exercise: str) -> tuple[str, str, list]:
+    """Each check of the exercise on its own, so that each earns its points (:mod:`~.points`): the
+    row's status (the first that is not a pass) and message, and every check's result."""
+    namespace = {}
+    status, message = _checked(remote, lambda: namespace.update(_namespace(remote, exercise)))
+    if status != "pass":
+        return status, message, []
+    results = [{"check": points.check_name(check), "status": status, "message": clean(message)}
+               for check, names in EXERCISES[exercise].checks
+               for status, message in [_checked(remote, lambda: run_check(check, names, namespace))]]
+    failed = [r for r in results if r["status"] != "pass"]
+    if not failed or len(results) == 1:
+        return (failed or results)[0]["status"], "\n".join(r["message"] for r in failed or results), results
+    return failed[0]["status"], "\n".join(f"{r['check']}: {r['status']}: {r['message']}" for r in results), results
+
+
+def _run(nb: notebook.Notebook, exercise: str, options: Options, iso: sandbox.Isolation) -> tuple:
+    """(status, message), and each check's result when the checks ran."""
     limits = sandbox.Limits(int(options.memory_gib * (1 << 30)), int(options.timeout + 2 * 60 + 30))
     session = KernelSession(iso, limits)
     try:
@@ -140,10 +161,9 @@ def grade_notebook(path, timeout: float = 60, options: Options | None = None) ->
     start = time.monotonic()
     exercise = None
 
-    def row(status: str, message: str) -> Row:
-        most = EXERCISES[exercise].points if exercise else 0
-        return Row(exercise or path.stem, str(path), status, most if status == "pass" else 0, most, message,
-                   round(time.monotonic() - start, 1))
+    def row(status: str, message: str, checks=()) -> Row:
+        return points.score(Row(exercise or path.stem, str(path), status, 0, 0, message,
+                                round(time.monotonic() - start, 1), list(checks)), options.points)
     try:
         try:
             nb = notebook.read(path)
