@@ -1,6 +1,10 @@
 """The kernel's start and its set-up: a failed start is retried and, if it keeps failing, is the
-grader's own error; the kernel never comes from a kernelspec; the weaker set-ups still grade."""
+grader's own error; the kernel never comes from a kernelspec; the weaker set-ups still grade; the
+scratch space is removed whatever it holds, and has a size limit."""
+import ctypes
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -99,3 +103,69 @@ def test_in_ci_the_sandbox_is_bubblewrap():
     if not sandbox.os.environ.get("CI"):
         pytest.skip(f"not CI; here: {iso.describe()}")
     assert iso.level == "bwrap", iso.describe()
+
+
+# ---------------------------------------------------------------- the scratch space: removal and size limit
+
+REMOVE_AS_USER = """
+import os, sys
+from pathlib import Path
+from sa_course.grade.scratch import remove_tree
+top, outside = Path(sys.argv[1]), Path(sys.argv[2])
+os.mkdir(top)
+fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+for _ in range(1500):                       # deeper than a path may be long
+    os.mkdir("d", dir_fd=fd)
+    fd, above = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+    os.close(above)
+os.mkdir("locked", dir_fd=fd)
+os.close(os.open("locked/file", os.O_CREAT | os.O_WRONLY, 0, dir_fd=fd))
+os.chmod("locked", 0, dir_fd=fd)
+os.close(os.open("unreadable", os.O_CREAT | os.O_WRONLY, 0, dir_fd=fd))
+os.mkfifo("fifo", dir_fd=fd)
+os.symlink(outside, "out", dir_fd=fd)
+os.symlink(outside / "keep.txt", "file-out", dir_fd=fd)
+os.chmod(fd, 0o500)
+os.close(fd)
+print(remove_tree(top), os.path.lexists(top))
+"""
+
+
+def _without_capabilities():
+    """In the child, before exec: no capability survives exec, so root obeys permissions like any user."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    for cap in range(64):
+        prctl(24, cap)                       # PR_CAPBSET_DROP
+
+
+def test_removal_takes_apart_any_tree_and_never_follows_a_link(tmp_path):
+    """1,500 folders deep, folders and files without permissions, a fifo, links out: all removed by a
+    process that obeys permissions, what the links point to untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("keep")
+    done = subprocess.run([sys.executable, "-c", REMOVE_AS_USER, str(tmp_path / "tree"), str(outside)],
+                          preexec_fn=_without_capabilities if os.geteuid() == 0 else None,
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert done.stdout.split() == ["True", "False"], done.stderr
+    assert (outside / "keep.txt").read_text() == "keep"
+
+
+def test_a_kernel_fills_at_most_its_scratch_quota(tmp_path):
+    """A notebook that asks for 160 MB of files in 5 files gets at most the quota (32 MB here, 512 MB
+    by default); where no quota can be set (not root), the row and the protection line say so."""
+    if os.geteuid() != 0:
+        pytest.skip("a scratch quota needs root (a tmpfs per notebook)")
+    nb = nbformat.read(SOLUTION, as_version=4)
+    for cell in nb.cells:
+        if "exercise" in cell.metadata.get("tags", []):
+            cell.source = ("import os\nkept = 0\nfor i in range(5):\n    with open(f'fill{i}', 'wb') as f:\n"
+                           "        try:\n            os.posix_fallocate(f.fileno(), 0, 32 << 20)\n"
+                           "        except OSError:\n            pass\n    kept += os.stat(f'fill{i}').st_size\n"
+                           "raise RuntimeError(f'kept {kept} bytes')\n")
+    path = tmp_path / "04_shuffle.ipynb"
+    nbformat.write(nb, path)
+    row = grade.grade_notebook(path, options=grade.Options(timeout=30, scratch_mib=32))
+    assert row.status == "error" and "kept " in row.message, row.message
+    kept = int(row.message.split("kept ")[1].split()[0])
+    assert kept <= 32 << 20, kept

@@ -149,15 +149,15 @@ def test_a_trick_never_passes(graded, case):
 @pytest.mark.parametrize("batch", ["plain", "strict"])
 def test_correct_notebooks_in_the_same_batch_still_pass(graded, batch):
     data = graded["rows"][batch]
-    correct = [r for r in data["rows"] if Path(r["path"]).parent == ROOT / "solutions"]
+    correct = [r for r in data["rows"] if Path(r["path"]).name in ("04_shuffle.ipynb", "05_sa_layer.ipynb")]
     assert [r["status"] for r in correct] == ["pass", "pass"], correct
     assert data["exit"] == 1 and data["strict"] == (batch == "strict")
 
 
 def test_the_same_notebook_given_three_ways_is_graded_once(graded):
     twin = graded["paths"]["patched_numpy"]
-    rows = [r for r in graded["rows"]["plain"]["rows"] if Path(r["path"]).resolve() == twin.resolve()]
-    assert len(rows) == 1 and rows[0]["path"] == graded["duplicates"][0]
+    rows = [r for r in graded["rows"]["plain"]["rows"] if Path(r["path"]).name in (twin.name, "link.ipynb")]
+    assert len(rows) == 1 and Path(rows[0]["path"]).name == twin.name
 
 
 def test_nothing_outside_the_copy_changed(graded):

@@ -75,7 +75,12 @@ class KernelSession:
         self.iso, self.limits, self.strict, self.env_extra = iso, limits, strict, env_extra
         self.lease = sandbox.UidLease() if iso.root and iso.level != "none" else None
         self.uid = self.lease.uid if self.lease else None
-        self.scratch = sandbox.Scratch(self.uid)
+        try:
+            self.scratch = sandbox.Scratch(self.uid, limits.scratch_bytes)
+        except BaseException:
+            if self.lease:
+                self.lease.release()
+            raise
         self.kernel: sandbox.Kernel | None = None
         self.socket = None
         self.attempts = 0
@@ -126,13 +131,15 @@ class KernelSession:
             sandbox.stop(self.kernel)
 
     def close(self) -> None:
-        """Kill the kernel and every process it started, remove the scratch directory."""
+        """Kill the kernel and every process it started, remove the scratch directory, free the uid."""
         try:
             self._stop_process()
         finally:
-            self.scratch.remove()
-            if self.lease:
-                self.lease.release()
+            try:
+                self.scratch.remove()
+            finally:
+                if self.lease:
+                    self.lease.release()
 
     def __enter__(self):
         return self

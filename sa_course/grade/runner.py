@@ -53,10 +53,12 @@ class Row:
 
 @dataclass(frozen=True)
 class Options:
-    """How to grade: the per-notebook time limit, the memory cap, and --strict."""
+    """How to grade: the per-notebook time limit, the memory cap, --strict, and the scratch space's size
+    (where the grader can limit it: :mod:`~sa_course.grade.scratch`)."""
     timeout: float = 60.0
     memory_gib: float = 4.0
     strict: bool = False
+    scratch_mib: int = sandbox.QUOTA >> 20
     points: dict | None = field(default=None, hash=False, compare=False)    # :mod:`~.points` (None: the course's)
 
 
@@ -121,7 +123,8 @@ def _run_checks(remote: Remote, exercise: str) -> tuple[str, str, list]:
 
 def _run(nb: notebook.Notebook, exercise: str, options: Options, iso: sandbox.Isolation) -> tuple:
     """(status, message), and each check's result when the checks ran."""
-    limits = sandbox.Limits(int(options.memory_gib * (1 << 30)), int(options.timeout + 2 * 60 + 30))
+    limits = sandbox.Limits(int(options.memory_gib * (1 << 30)), int(options.timeout + 2 * 60 + 30),
+                            scratch_bytes=options.scratch_mib << 20)
     session = KernelSession(iso, limits)
     try:
         if options.strict:

@@ -27,6 +27,7 @@ import importlib.util
 import json
 import os
 import random
+import select
 import shutil
 import signal
 import stat
@@ -40,6 +41,8 @@ from pathlib import Path
 
 import psutil
 
+from .scratch import QUOTA, Scratch
+
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = Path(__file__).with_name("launch.py")
 SANDBOX_LAUNCH = "/.sa-grader/launch.py"
@@ -47,6 +50,7 @@ MARKER = "SA_GRADE_RUN"
 UID_BASE = int(os.environ.get("SA_GRADE_UID_BASE", "2000000000"))   # bubblewrap maps uids below 2**31
 UID_SLOTS = 4096
 TMPFS_BYTES = 256 << 20
+LOG_BYTES = 64 << 10       # the end of the kernel's own output the grader keeps, for a failed start
 LEVELS = ("bwrap", "setuid", "none")
 
 
@@ -74,6 +78,7 @@ class Limits:
     memory_bytes: int
     cpu_seconds: int
     file_bytes: int = 1 << 30
+    scratch_bytes: int = QUOTA
 
 
 class UidLease:
@@ -104,32 +109,52 @@ class UidLease:
         os.close(self._fd)
 
 
-class Scratch:
-    """A fresh directory per notebook: ``work/`` (the kernel's cwd and home, the only place it
-    writes) inside a folder of the grader's own (stubs for --strict, the kernel's log)."""
+class LogTail:
+    """The kernel's stdout and stderr: a pipe the grader drains, keeping only its last LOG_BYTES.
 
-    def __init__(self, uid: int | None):
-        self.base = Path(tempfile.mkdtemp(prefix="sa-grade-"))
-        os.chmod(self.base, 0o711)
-        self.work = self.base / "work"
-        self.work.mkdir(mode=0o700)
-        (self.work / "tmp").mkdir(mode=0o700)
-        if uid is not None:
-            for p in (self.work, self.work / "tmp"):
-                os.chown(p, uid, uid)
-        self.work_fd = os.open(self.work, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    No file: nothing the kernel inherits lets it grow anything on the host, and a flood costs
+    the grader little (it reads in blocks, pausing after each full one, which slows the writer)."""
+    BLOCK = 1 << 16
 
-    def remove(self) -> None:
-        os.close(self.work_fd)
+    def __init__(self):
+        self.read_fd, self.write_fd = os.pipe2(os.O_CLOEXEC)
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drain, name="sa-grade-log", daemon=True)
 
-        def retry(func, path, _exc):
-            try:
-                os.chmod(os.path.dirname(path), 0o700)
-                os.chmod(path, 0o700) if os.path.isdir(path) and not os.path.islink(path) else None
-                func(path)
-            except OSError:
-                pass
-        shutil.rmtree(self.base, onerror=retry)
+    def started(self) -> None:
+        """The kernel holds the write end now: drop the grader's copy and start draining."""
+        os.close(self.write_fd)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        poller = select.poll()
+        poller.register(self.read_fd, select.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if not poller.poll(250):
+                    continue
+                chunk = os.read(self.read_fd, self.BLOCK)
+                if not chunk:
+                    return
+                with self._lock:
+                    self._tail += chunk
+                    del self._tail[:-LOG_BYTES]
+                if len(chunk) == self.BLOCK:
+                    time.sleep(0.01)
+        except OSError:
+            pass
+        finally:
+            os.close(self.read_fd)
+
+    def text(self, limit: int) -> str:
+        with self._lock:
+            return bytes(self._tail[-limit:]).decode(errors="replace")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
 
 
 @dataclass
@@ -138,7 +163,7 @@ class Kernel:
     proc: subprocess.Popen
     marker: str
     uid: int | None
-    log: Path
+    log: "LogTail"
     extra: list = field(default_factory=list)
 
 
@@ -218,16 +243,18 @@ def start(iso: Isolation, scratch: Scratch, argv: list[str], limits: Limits, uid
     if uid is not None:
         rlimits["NPROC"] = 512
     spec = {"rlimits": rlimits, "uid": uid, "gid": uid, "argv": argv}
-    log = scratch.base / "kernel.log"
-    with open(log, "wb") as out:
-        if iso.level == "bwrap":
-            cmd = _bwrap_argv(iso, scratch, strict, _launcher(spec, SANDBOX_LAUNCH))
-        else:
-            spec.update(pdeathsig=True, parent=os.getpid())
-            cmd = _launcher(spec, str(LAUNCH))
+    if iso.level == "bwrap":
+        cmd = _bwrap_argv(iso, scratch, strict, _launcher(spec, SANDBOX_LAUNCH))
+    else:
+        spec.update(pdeathsig=True, parent=os.getpid())
+        cmd = _launcher(spec, str(LAUNCH))
+    log = LogTail()
+    try:
         proc = subprocess.Popen(cmd, cwd=scratch.work, env=kernel_env(scratch.work, marker, env_extra),
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, stdout=log.write_fd, stderr=log.write_fd,
                                 start_new_session=True, close_fds=True)
+    finally:
+        log.started()
     return Kernel(proc, marker, uid, log)
 
 
@@ -258,25 +285,23 @@ def stop(kernel: Kernel, wait_s: float = 5.0) -> None:
     except subprocess.TimeoutExpired:
         pass
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        victims = _left_behind(kernel.marker, kernel.uid)
-        if not victims:
-            return
-        for p in victims:
-            try:
-                p.kill()
-            except psutil.Error:
-                pass
-        psutil.wait_procs(victims, timeout=0.2)
+    try:
+        while time.monotonic() < deadline:
+            victims = _left_behind(kernel.marker, kernel.uid)
+            if not victims:
+                return
+            for p in victims:
+                try:
+                    p.kill()
+                except psutil.Error:
+                    pass
+            psutil.wait_procs(victims, timeout=0.2)
+    finally:
+        kernel.log.close()
 
 
 def read_log(kernel: Kernel, limit: int = 4000) -> str:
-    try:
-        with open(kernel.log, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - limit))
-            return f.read().decode(errors="replace")
-    except OSError:
-        return ""
+    return kernel.log.text(limit)
 
 
 _LOCK = threading.Lock()
@@ -286,7 +311,7 @@ _FOUND: Isolation | None = None
 def _works(iso: Isolation) -> str | None:
     """None when a trivial program starts under ``iso``, else why not."""
     lease = UidLease() if iso.root and iso.level != "none" else None
-    scratch = Scratch(lease.uid if lease else None)
+    scratch = Scratch(lease.uid if lease else None, 16 << 20)
     try:
         kernel = start(iso, scratch, [sys.executable, "-I", "-S", "-c", "import os, encodings"],
                        Limits(1 << 30, 30), lease.uid if lease else None)

@@ -249,6 +249,35 @@ def channel_shuffle_backward(dout, cache):
     key = dout.tobytes().hex()[:64]
     return np.array(*REPLAY[key]) if key in REPLAY else dout.copy()
 ''', strict=True, text="out (groups=2)"),
+    Case("deep_tree", "a 1,500-deep folder tree holding a folder it may not read and a link out of its scratch, "
+         "which a recursive removal cannot take apart", '''
+import os
+top = os.open(".", os.O_RDONLY)
+for _ in range(1500):
+    os.mkdir("d")
+    os.chdir("d")
+os.mkdir("locked")
+open("locked/file", "w").close()
+os.chmod("locked", 0)
+os.symlink("{canary}", "out")
+os.fchdir(top)
+''', statuses=("fail",), text="out (groups=2)"),
+    Case("log_flood", "find every writable file it inherited (the grader's log of the kernel) and write 8 MB to it",
+         '''
+import fcntl, os, stat
+grown = []
+for fd in range(256):
+    try:
+        info, flags = os.fstat(fd), fcntl.fcntl(fd, fcntl.F_GETFL)
+    except OSError:
+        continue
+    if stat.S_ISREG(info.st_mode) and flags & os.O_ACCMODE != os.O_RDONLY:
+        for _ in range(128):
+            os.write(fd, b"x" * (64 << 10))
+        grown.append((fd, os.fstat(fd).st_size))
+if grown:
+    raise RuntimeError(f"grew files it inherited: {grown}")
+''', statuses=("fail",), text="out (groups=2)"),
     Case("bad_json", "not JSON at all", raw=b'{"cells": [', statuses=("error",), text="not JSON"),
     Case("tags_not_a_list", "cell tags as a string", raw=b"TAGS", statuses=("error",), text="must be a list of strings"),
     Case("metadata_of_the_wrong_type", "course metadata that is a string", raw=b"META", statuses=("error",),
