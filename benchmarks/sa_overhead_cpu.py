@@ -41,22 +41,23 @@ from bench_train_cpu import device_info, interleave, make_runner, quartiles, run
 from report import add_report_arguments, check_report_path, write_report
 from sa_torch import fused
 from sa_torch.fused import cpu as fused_cpu
+from sa_torch.fused.rows import Coef, Param
 
 
 def _bookkeeping_forward(x, params, groups, eps):
-    return x.detach(), x.new_empty((5, *x.shape[:2])), x.new_empty(0)
+    return x.detach(), x.new_empty((len(Coef), *x.shape[:2])), x.new_empty(0)
 
 
 def _bookkeeping_backward(grad_out, x, coef, saved, params, groups):
-    return grad_out, params[0].new_zeros((6, params[0].numel()))
+    return grad_out, params[0].new_zeros((len(Param), params[0].numel()))
 
 
 def _maps_forward(x, params, groups, eps):
-    return torch.empty_like(x).copy_(x), x.new_empty((5, *x.shape[:2])), x.new_empty(0)
+    return torch.empty_like(x).copy_(x), x.new_empty((len(Coef), *x.shape[:2])), x.new_empty(0)
 
 
 def _maps_backward(grad_out, x, coef, saved, params, groups):
-    return torch.empty_like(x).copy_(grad_out), params[0].new_zeros((6, params[0].numel()))
+    return torch.empty_like(x).copy_(grad_out), params[0].new_zeros((len(Param), params[0].numel()))
 
 
 @contextlib.contextmanager

@@ -7,10 +7,14 @@ compute the same thing per channel, in four passes over the map. The derivation 
 once, in the docstring of ``sa_torch/fused/__init__.py`` (the package ``sa_torch.fused``); this
 module follows it with the same names for the same quantities as sa_torch's backends
 (``eager.py``, ``cpu.c``, ``triton.py`` beside it): the (C,) vectors A, P, Q, and per sample and
-channel the mean m, r = 1/sqrt(var + eps), alpha, beta, the sums Sz and Szx, and u and w.
+channel the mean m = s + d (s the channel's first value, d the mean of x - s), r = 1/sqrt(var +
+eps), alpha, beta, the sums Sz and Szc, and u and w.
 
-    forward   1. stats: m, var -> r, alpha, beta     2. gate: out[shuffled] = x g
-    backward  3. sums: Sz, Szx -> u, w               4. dx = gy g + alpha gz + u x + w
+    forward   1. stats: s, d, var -> r, alpha, beta  2. gate: out[shuffled] = x g
+    backward  3. sums: Sz, Szc -> u, w               4. dx = gy g + alpha (gz - Sz/N) + u (x - m) + w
+
+``x - m`` is always computed as ``(x - s) - d``, exact where a channel's values are close
+together (r is large there, and would magnify m's own rounding).
 
 Every pass works on two views: :func:`halves` of x, its channels as (2, C/2), and
 :func:`y_order` of the output, where the channel shuffle sends them. The results agree with the
@@ -61,6 +65,14 @@ def channel_vectors(p: dict, groups: int) -> tuple[np.ndarray, ...]:
     return np.tile(a, groups), np.tile(pp, groups), np.tile(q, groups), np.tile(spatial, groups)
 
 
+def _set_channels(a: np.ndarray, value: np.ndarray, channels: np.ndarray) -> None:
+    """a[b, c] = value[b, c] (a: :func:`halves` of a map) for the (B, C) mask ``channels``: in the
+    channel gate, where a term with A = 0 meets an inf or NaN of x or gy (0 * inf is NaN, and the
+    chain of parts has no such term), that is where Szc, a sum over the channel, is not finite."""
+    if channels.any():
+        a.reshape(a.shape[0], -1, a.shape[-1])[channels] = value[channels][:, None]
+
+
 @dataclass
 class FusedCache:
     """What :func:`sa_backward_fused` needs: the input, the parameters, and per (sample, channel)
@@ -70,16 +82,28 @@ class FusedCache:
     params: dict = field(repr=False)         # the six parameters as (K,) arrays
     param_shapes: dict                       # shapes the parameters were given in
     spatial: np.ndarray = field(repr=False)  # (C,) True for the channels of the spatial gate
-    mean: np.ndarray = field(repr=False)     # (B, C) m
+    shift: np.ndarray = field(repr=False)    # (B, C) s, the channel's first value
+    offset: np.ndarray = field(repr=False)   # (B, C) d = m - s
     rstd: np.ndarray = field(repr=False)     # (B, C) r = 1 / sqrt(var + eps)
     alpha: np.ndarray = field(repr=False)    # (B, C) A r
-    beta: np.ndarray = field(repr=False)     # (B, C) P m + Q - alpha m
-    p_alpha: np.ndarray = field(repr=False)  # (B, C) P - alpha
+    beta: np.ndarray = field(repr=False)     # (B, C) P m + Q
+    p: np.ndarray = field(repr=False)        # (C,) P
     gate: np.ndarray = field(repr=False)     # (B, 2, C/2, N) g, in the halves of x's channels
 
     @property
     def shape(self) -> tuple:
         return self.x.shape
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(B, C) m = s + d."""
+        return self.shift + self.offset
+
+    def centred(self, x2: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """x - m as (x - s) - d, for x2 = :func:`halves` of a map, written into out."""
+        np.subtract(x2, per_channel(self.shift), out=out)
+        out -= per_channel(self.offset)
+        return out
 
 
 @quiet_nonfinite
@@ -98,24 +122,28 @@ def sa_forward_fused(x: np.ndarray, params: dict, groups: int, eps: float = 1e-5
     x2 = halves(x)                                            # (B, 2, C/2, N)
     n = x2.shape[-1]
 
-    # pass 1, stats: mean and variance of every (b, c), then the coefficients
-    mean = x2.mean(axis=-1).reshape(b, c)
-    centred = x2 - per_channel(mean)
+    # pass 1, stats: the first value s, the mean d of x - s and the variance of every (b, c); then
+    # the coefficients
+    shift = x2[..., 0].reshape(b, c)
+    centred = x2 - per_channel(shift)
+    offset = (centred @ np.full(n, 1 / n, x.dtype)).reshape(b, c)   # the mean, each term scaled first:
+                                                                    # no overflow where the sum would
+    centred -= per_channel(offset)                            # x - m = (x - s) - d
     var = np.einsum("...n,...n->...", centred, centred).reshape(b, c) / n
     a, pp, q, spatial = channel_vectors(p, groups)
     rstd = 1 / np.sqrt(var + eps)
     alpha = np.where(spatial, a * rstd, 0)                    # A r
-    p_alpha = pp - alpha
-    beta = q + mean * p_alpha                                 # P m + Q - alpha m
+    beta = pp * (shift + offset) + q                          # P m + Q
 
-    # pass 2, gate: g = sigmoid(alpha x + beta), and x g written at its shuffled channel
-    gate = np.multiply(x2, per_channel(alpha), out=centred)
+    # pass 2, gate: g = sigmoid(alpha (x - m) + beta), and x g written at its shuffled channel
+    gate = centred                                            # x - m, becomes the gate in place
+    gate *= per_channel(alpha)
     gate += per_channel(beta)
-    np.copyto(gate, per_channel(beta), where=per_channel(~spatial))   # the channel gate: P m + Q
+    _set_channels(gate, beta, ~spatial & ~np.isfinite(var))   # the channel gate: P m + Q, not 0 * inf
     sigmoid_(gate)
     out = np.empty_like(x)
     np.multiply(x2, gate, out=y_order(out))
-    return out, FusedCache(x, groups, p, shapes, spatial, mean, rstd, alpha, beta, p_alpha, gate)
+    return out, FusedCache(x, groups, p, shapes, spatial, shift, offset, rstd, alpha, beta, pp, gate)
 
 
 @quiet_nonfinite
@@ -130,34 +158,38 @@ def sa_backward_fused(dout: np.ndarray, cache: FusedCache):
     x2, gy = halves(x), y_order(dout)                          # (B, 2, C/2, N) each
     n = x2.shape[-1]
 
-    # pass 3, sums: gz = gy x g (1 - g), Sz = sum(gz), Szx = sum(gz x); then u and w
-    gyg = gy * g                                               # the gradient through the gated value
-    gz = gyg * x2
-    gz -= gz * g
-    sz = gz.sum(axis=-1).reshape(b, c)
-    szx = np.einsum("...n,...n->...", gz, x2).reshape(b, c)
-    centred = szx - cache.mean * sz                            # sum(gz (x - m))
-    u = np.where(cache.spatial, -cache.alpha * cache.rstd ** 2 * centred / n, 0)   # -A r^3 sum(gz (x - m)) / N
-    w = sz * cache.p_alpha / n - u * cache.mean                # Sz (P - alpha) / N - u m
-
-    # pass 4, dx = gy g + alpha gz + u x + w (gy g + w in the channel gate)
-    gz *= per_channel(cache.alpha)
-    gz += x2 * per_channel(u)
-    np.copyto(gz, 0, where=per_channel(~cache.spatial))
-    gz += gyg
     dx = np.empty_like(x)
-    np.add(gz, per_channel(w), out=halves(dx))
-    return dx, parameter_grads(cache, sz, centred)
+    xc = cache.centred(x2, out=halves(dx))                     # x - m, becomes dx in place
+
+    # pass 3, sums: gz = gy x g (1 - g), Sz = sum(gz), Szc = sum(gz (x - m)); then u and w
+    gyg = gy * g                                               # the gradient through the gated value
+    gz = np.subtract(1, g)
+    gz *= gyg
+    gz *= x2
+    sz = gz.sum(axis=-1).reshape(b, c)
+    szc = np.einsum("...n,...n->...", gz, xc).reshape(b, c)
+    u = np.where(cache.spatial, -cache.alpha * cache.rstd ** 2 * szc / n, 0)   # -A r^3 Szc / N
+    w = cache.p * sz / n                                       # P Sz / N
+
+    # pass 4, dx = gy g + alpha (gz - Sz/N) + u (x - m) + w (gy g + w in the channel gate)
+    xc *= per_channel(u)
+    gz -= per_channel(sz / n)
+    gz *= per_channel(cache.alpha)
+    xc += gz
+    _set_channels(xc, np.zeros_like(w), ~cache.spatial & ~np.isfinite(szc))   # not 0 * inf
+    xc += gyg
+    xc += per_channel(w)
+    return dx, parameter_grads(cache, sz, szc)
 
 
-def parameter_grads(cache: FusedCache, sz: np.ndarray, centred: np.ndarray) -> dict:
-    """The six gradients from dL/dA = r sum(gz (x - m)), dL/dP = m Sz, dL/dQ = Sz per (b, c),
+def parameter_grads(cache: FusedCache, sz: np.ndarray, szc: np.ndarray) -> dict:
+    """The six gradients from dL/dA = r Szc, dL/dP = m Sz, dL/dQ = Sz per (b, c),
     summed over samples and groups per branch (2, K), then through A, P, Q onto the parameters."""
     k, p = cache.params["cweight"].shape[0], cache.params
 
     def per_branch(v):                                         # (B, C) -> (2, K)
         return v.reshape(-1, cache.groups, 2, k).sum(axis=(0, 1))
-    d_a, d_p, d_q = per_branch(cache.rstd * centred), per_branch(cache.mean * sz), per_branch(sz)
+    d_a, d_p, d_q = per_branch(cache.rstd * szc), per_branch(cache.mean * sz), per_branch(sz)
     grads = {"cweight": d_p[0], "cbias": d_q[0], "sweight": d_a[1] * p["gn.weight"] + d_q[1] * p["gn.bias"],
              "sbias": d_q[1], "gn.weight": d_a[1] * p["sweight"], "gn.bias": d_q[1] * p["sweight"]}
     return {name: grads[name].reshape(cache.param_shapes[name]) for name in PARAM_NAMES}

@@ -18,6 +18,10 @@ from sa_torch import layer as layer_module
 NAMES = ("x", "cweight", "cbias", "sweight", "sbias", "gn.weight", "gn.bias")
 CPU_BACKENDS = ("c", "eager")
 LAYOUTS = ("nchw", "channels_last", "strided")
+FREE_UNIT_STRIDES = ("nchw, free unit strides", "channels_last, free unit strides")
+# (B, C, H, W), G with a dimension of size 1: W, H, B, both H and W
+UNIT_SHAPES = [((2, 8, 4, 1), 2), ((2, 8, 1, 4), 4), ((1, 12, 3, 5), 3), ((3, 8, 1, 1), 2)]
+FLOAT32_RTOL = 1e-5        # float32 against float64, of the largest value of each kind (as tests/test_dtypes.py)
 
 
 def random_pair(channels, groups, dtype=torch.float64, seed=0):
@@ -33,12 +37,29 @@ def random_pair(channels, groups, dtype=torch.float64, seed=0):
 
 
 def in_layout(x, layout):
-    """x as NCHW, channels_last, or a non-contiguous view (H and W swapped in memory)."""
+    """x as NCHW, channels_last, a non-contiguous view (H and W swapped in memory), or either
+    layout with free unit strides (see :func:`with_free_unit_strides`)."""
+    if layout in FREE_UNIT_STRIDES:
+        return with_free_unit_strides(x, channels_last=layout.startswith("channels_last"))
     if layout == "channels_last":
         return x.to(memory_format=torch.channels_last)
     if layout == "strided":
         return x.transpose(2, 3).contiguous().transpose(2, 3)
     return x
+
+
+def with_free_unit_strides(x, channels_last):
+    """x copied into a dense tensor of its layout whose size-1 dimensions have strides that no
+    copy would give them: PyTorch leaves those free, so a (2, 8, 4, 1) channels_last map may
+    have strides (32, 1, 8, 11)."""
+    inner_to_outer = (1, 3, 2, 0) if channels_last else (3, 2, 1, 0)
+    strides, step = [0] * 4, 1
+    for dim in inner_to_outer:
+        strides[dim] = step if x.shape[dim] > 1 else 5 + 2 * dim
+        step *= x.shape[dim]
+    y = torch.empty_strided(x.shape, strides, dtype=x.dtype).copy_(x)
+    assert y.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    return y
 
 
 def output_and_grads(layer, x, dout):
@@ -85,6 +106,68 @@ def test_fast_path_matches_autograd_through_the_official_ops(backend, case, layo
                                            ((3, 12, 9, 4), 6)])    # K = 1, H != W
 def test_fast_path_matches_the_official_layer_on_the_edge_shapes(backend, layout, shape, groups):
     assert_matches_official(shape, groups, backend, layout)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", FREE_UNIT_STRIDES)
+@pytest.mark.parametrize("shape, groups", UNIT_SHAPES)
+def test_size_one_dimensions_with_any_strides_match_the_official_layer(backend, layout, shape, groups):
+    assert_matches_official(shape, groups, backend, layout)
+
+
+def near_zero_variance_case(case):
+    """(groups, x, dout) in float32 where channels have a variance far below eps (so r is
+    large): one value a channel (H = W = 1), or channels of values within 1e-4 of their mean."""
+    g = torch.Generator().manual_seed(3)
+    shape = (8, 16, 1, 1) if case == "H = W = 1" else (4, 16, 5, 4)
+    x = 3 * torch.randn(*shape[:2], 1, 1, generator=g, dtype=torch.float64) + 1
+    if case == "tiny variance":
+        x = x + 1e-4 * torch.randn(shape, generator=g, dtype=torch.float64)
+    return 4, x.expand(shape).float(), torch.randn(shape, generator=g)
+
+
+def assert_float32_matches_official(backend, groups, x, dout, layout):
+    """The float32 fast path against float64 autograd through the official ops, on the same float32
+    input and parameters (random): the output, dx and the six parameter gradients each within
+    FLOAT32_RTOL of the largest value of its kind."""
+    reference, fast = random_pair(x.shape[1], groups, dtype=torch.float32)
+    reference.double()
+    want, want_grads = output_and_grads(reference, x.double(), dout.double())
+    with fused.use_backend(backend):
+        got, got_grads = output_and_grads(fast, in_layout(x, layout), in_layout(dout, layout))
+    got_grads["out"], want_grads["out"] = got, want
+    for kind in [["out"], ["x"], NAMES[1:]]:
+        scale = max(want_grads[name].abs().max().item() for name in kind)
+        for name in kind:
+            torch.testing.assert_close(got_grads[name].double(), want_grads[name], rtol=0, atol=FLOAT32_RTOL * scale,
+                                       msg=lambda m, name=name: f"{tuple(x.shape)} {layout}, {name}: {m}")
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+@pytest.mark.parametrize("case", ["H = W = 1", "tiny variance"])
+def test_float32_channels_of_near_zero_variance_are_within_float32_tolerance(backend, case, layout):
+    assert_float32_matches_official(backend, *near_zero_variance_case(case), layout)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("layout", ["nchw", "channels_last"])
+def test_a_spatial_gate_with_sweight_0_still_gets_every_gradient(backend, layout):
+    """sweight = 0 makes A = 0 in the spatial channels too, where the C kernels take the channel
+    gate's shortcut (one sigmoid a channel): dL/dA = r Szc must still reach sweight. The other
+    parameters are random."""
+    reference, fast = random_pair(24, 3, seed=4)
+    with torch.no_grad():
+        reference.sweight.zero_()
+        fast.sweight.zero_()
+    x, dout = torch.randn(2, 24, 5, 3, dtype=torch.float64), torch.randn(2, 24, 5, 3, dtype=torch.float64)
+    want, want_grads = output_and_grads(reference, x, dout)
+    with fused.use_backend(backend):
+        got, got_grads = output_and_grads(fast, in_layout(x, layout), in_layout(dout, layout))
+    assert want_grads["sweight"].abs().min() > 1e-3
+    for name in NAMES:
+        torch.testing.assert_close(got_grads[name], want_grads[name], rtol=1e-10, atol=1e-10,
+                                   msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)

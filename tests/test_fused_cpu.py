@@ -11,6 +11,7 @@ import torch
 
 from sa_torch import SALayer, fused
 from sa_torch.fused import cpu as fused_cpu, eager as fused_eager
+from sa_torch.fused.rows import Coef
 
 
 def random_case(shape, groups, dtype, channels_last, seed=0):
@@ -52,7 +53,8 @@ def test_float32_output_follows_the_float64_sigmoid_over_the_whole_range(channel
     out32, out64 = torch.empty_like(x, dtype=torch.float32), torch.empty_like(x)
     fused_cpu.forward(x.float(), params.float(), 1, 1e-5, out32)
     coef, _ = fused_eager.forward(x, params, 1, 1e-5, out64)
-    z = coef[2, 0, 1] * x[0, 1] + coef[3, 0, 1]
+    row = {name: coef[getattr(Coef, name), 0, 1] for name in ("SHIFT", "OFFSET", "ALPHA", "BETA")}
+    z = row["ALPHA"] * (x[0, 1] - row["SHIFT"] - row["OFFSET"]) + row["BETA"]
     assert z.min() < -100 and z.max() > 100
     big = out64.abs() > 1e-30
     torch.testing.assert_close(out32.double()[big], out64[big], rtol=3e-5, atol=0)

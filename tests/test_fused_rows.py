@@ -21,11 +21,11 @@ def c_defines() -> dict[str, int]:
 def test_the_c_source_defines_every_param_and_coef_row_as_python_names_it():
     want = {name: value for name, value in c_names().items() if "GRAD" not in name}   # Triton's only
     assert c_defines() == want
-    assert {"PARAM_GN_BIAS", "COEF_P_ALPHA", "N_COEF", "N_PARAM"} <= set(want)
+    assert {"PARAM_GN_BIAS", "COEF_P", "N_COEF", "N_PARAM"} <= set(want)
 
 
 def test_the_names_follow_the_buffers_rows():
-    assert c_names()["N_COEF"] == len(Coef) == 5 and c_names()["N_PARAM"] == len(Param) == 6
+    assert c_names()["N_COEF"] == len(Coef) == 6 and c_names()["N_PARAM"] == len(Param) == 6
     assert [row.name.lower().replace("gn_", "gn.") for row in Param] == [
         "cweight", "cbias", "sweight", "sbias", "gn.weight", "gn.bias"]          # the official order
 

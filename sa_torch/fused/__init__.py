@@ -19,22 +19,31 @@ With ``m``, ``r = 1/sqrt(var + eps)`` the mean and inverse std of that channel:
     branch 0 (channel):  A = 0               P = cweight   Q = cbias
     branch 1 (spatial):  A = sweight gn.w    P = 0         Q = sweight gn.b + sbias
 
-A, P, Q are C-length vectors (the parameters expanded per channel), so the gate is the
-per-(b, c) affine ``z = alpha x + beta`` with ``alpha = A r``, ``beta = P m + Q - alpha m``.
-The shuffle is a fixed permutation: y channel ``i*C/2 + j`` is output channel ``2j + i``,
-and the gate pass writes there directly.
+A, P, Q are C-length vectors (the parameters expanded per channel), so the gate is, per
+(b, c), ``z = alpha (x - m) + beta`` with ``alpha = A r`` and ``beta = P m + Q``. The shuffle
+is a fixed permutation: y channel ``i*C/2 + j`` is output channel ``2j + i``, and the gate
+pass writes there directly.
 
 Backward, with ``gy`` the output gradient read in y's channel order and sums over the N
-positions of one channel:
+positions of one channel (``dm/dx = 1/N``, ``dr/dx = -r^3 (x - m) / N``):
 
-    gz = gy x g (1 - g),   Sz = sum(gz),   Szx = sum(gz x)
-    dx = gy g + alpha gz + u x + w,   u = -A r^3 (Szx - m Sz) / N,   w = Sz (P - A r) / N - u m
+    gz = gy x g (1 - g),   Sz = sum(gz),   Szc = sum(gz (x - m))
+    dx = gy g + alpha (gz - Sz/N) + u (x - m) + w,   u = -A r^3 Szc / N,   w = P Sz / N
 
-and ``dL/dA = r (Szx - m Sz)``, ``dL/dP = m Sz``, ``dL/dQ = Sz`` per (b, c), summed over b
-and the groups onto the six (K,)-shaped parameters. Four passes over memory:
+and ``dL/dA = r Szc``, ``dL/dP = m Sz``, ``dL/dQ = Sz`` per (b, c), summed over b and the
+groups onto the six (K,)-shaped parameters. Four passes over memory:
 
     forward   1. stats: m, var                 2. gate: out[shuffled] = x g
-    backward  3. sums: Sz, Szx                 4. dx
+    backward  3. sums: Sz, Szc                 4. dx
+
+Written with ``x - m`` and ``gz - Sz/N``, nothing cancels where a channel's variance is far
+below eps and r is large (H = W = 1 gives x = m): ``alpha x + (beta - alpha m)`` would subtract
+two large numbers there and lose float32's digits; so would ``sum(gz x) - m Sz``. And ``x - m``
+is ``(x - s) - d``, with s the channel's first value and d = m - s the mean of ``x - s`` (the
+statistics sum ``x - s`` anyway, so that a mean far from zero costs no accuracy): exact where
+the values are close together, where the rounding of m itself, magnified by r, would show.
+Each backend computes gz the same way in both backward passes, so ``gz - Sz/N`` is exactly 0
+where N = 1.
 
 A backend runs them: :mod:`sa_torch.fused.cpu` (C, float32/float64 on the CPU: each
 direction in one function that runs both of its passes on a piece of the map while it is in

@@ -22,12 +22,13 @@
 #define PARAM_GN_WEIGHT 4
 #define PARAM_GN_BIAS 5
 #define N_PARAM 6
-#define COEF_MEAN 0               /* m */
-#define COEF_RSTD 1               /* r = 1 / sqrt(var + eps) */
-#define COEF_ALPHA 2              /* alpha = A r */
-#define COEF_BETA 3               /* beta = P m + Q - alpha m */
-#define COEF_P_ALPHA 4            /* P - alpha */
-#define N_COEF 5
+#define COEF_SHIFT 0              /* s, the channel's first value */
+#define COEF_OFFSET 1             /* d = m - s: the mean is m = s + d */
+#define COEF_RSTD 2               /* r = 1 / sqrt(var + eps) */
+#define COEF_ALPHA 3              /* alpha = A r */
+#define COEF_BETA 4               /* beta = P m + Q: the gate is sig(alpha (x - m) + beta) */
+#define COEF_P 5                  /* P */
+#define N_COEF 6
 
 #ifdef SA_DOUBLE
 typedef double real;
@@ -56,6 +57,8 @@ static inline float sa_exp(float x) {          /* Cephes expf: 2^n e^r, |r| <= l
 #define BLOCK 256                 /* values summed in `real` before they go into a double */
 static inline real sig(real z) { return (real)1 / ((real)1 + sa_exp(-z)); }
 static inline long shuf(long c, long half) { return c < half ? 2 * c : 2 * (c - half) + 1; }
+/* x - m as (x - s) - d: exact where the variance is small, where m's own rounding is not */
+static inline real centred(real x, real s, real d) { return (x - s) - d; }
 
 /* The coefficients of element i = b*C + ch from its shifted sums s1 = sum(x - shift), s2 =
    sum((x - shift)^2). Channel ch is index j = ch % K of branch (ch / K) % 2: A = 0, P = cweight,
@@ -70,19 +73,19 @@ static inline void finish_stats(real shift, double s1, double s2, long n, double
     real sw = pr[PARAM_SWEIGHT * k + j];
     real A = spatial ? sw * pr[PARAM_GN_WEIGHT * k + j] : 0, P = spatial ? 0 : pr[PARAM_CWEIGHT * k + j];
     real Q = spatial ? sw * pr[PARAM_GN_BIAS * k + j] + pr[PARAM_SBIAS * k + j] : pr[PARAM_CBIAS * k + j];
-    double m = s1 / n, q = s2 / n - m * m;
-    real mean = (real)(shift + m), var = (real)(q > 0 ? q : 0);
-    real rstd = (real)1 / SQRT(var + (real)eps), alpha = A * rstd, pa = P - alpha;
-    coef[COEF_MEAN * bc + i] = mean; coef[COEF_RSTD * bc + i] = rstd; coef[COEF_ALPHA * bc + i] = alpha;
-    coef[COEF_BETA * bc + i] = Q + mean * pa; coef[COEF_P_ALPHA * bc + i] = pa;
+    double d = s1 / n, q = s2 / n - d * d;
+    real var = (real)(q > 0 ? q : 0), rstd = (real)1 / SQRT(var + (real)eps);
+    coef[COEF_SHIFT * bc + i] = shift; coef[COEF_OFFSET * bc + i] = (real)d; coef[COEF_RSTD * bc + i] = rstd;
+    coef[COEF_ALPHA * bc + i] = A * rstd; coef[COEF_BETA * bc + i] = P * (real)(shift + d) + Q;
+    coef[COEF_P * bc + i] = P;
 }
 
-/* dparams from the sums: dL/dA = r (Szx - m Sz), dL/dP = m Sz, dL/dQ = Sz per (b, c), summed over
+/* dparams from the sums: dL/dA = r Szc, dL/dP = m Sz, dL/dQ = Sz per (b, c), summed over
    b and the groups in a fixed order (the result does not depend on the threads), then through
    A, P, Q onto the six parameters. */
 static int parameter_grads(const real *coef,     /* (N_COEF, B, C) */
                            const real *sz,       /* (B, C) Sz */
-                           const real *szx,      /* (B, C) Szx */
+                           const real *szc,      /* (B, C) Szc */
                            long b, long c, long k,
                            const real *pr,       /* (N_PARAM, K) */
                            real *dparams) {      /* (N_PARAM, K) written */
@@ -92,8 +95,9 @@ static int parameter_grads(const real *coef,     /* (N_COEF, B, C) */
     long bc = b * c;
     for (long i = 0; i < bc; i++) {
         long ch = i % c, at = ((ch / k) % 2) * k + ch % k;
-        double m = coef[COEF_MEAN * bc + i], r = coef[COEF_RSTD * bc + i];
-        da[at] += r * (szx[i] - m * sz[i]); dp[at] += m * sz[i]; dq[at] += sz[i];
+        double m = (double)coef[COEF_SHIFT * bc + i] + coef[COEF_OFFSET * bc + i];
+        double r = coef[COEF_RSTD * bc + i];
+        da[at] += r * szc[i]; dp[at] += m * sz[i]; dq[at] += sz[i];
     }
     for (long j = 0; j < k; j++) {
         double dp0 = dp[j], dq0 = dq[j], da1 = da[k + j], dq1 = dq[k + j];
@@ -109,15 +113,13 @@ static int parameter_grads(const real *coef,     /* (N_COEF, B, C) */
     return 0;
 }
 
-/* u, w of dx = gy g (1 + alpha x (1 - g)) + u x + w, from the sums of element i */
-static inline void finish_grad(double sz, double szx, long n,
+/* Sz / N, u and w of dx = gy g + alpha (gz - Sz / N) + u (x - m) + w, from the sums of element i */
+static inline void finish_grad(double sz, double szc, long n,
                                const real *coef,     /* (N_COEF, B, C) */
                                long i, long bc,
-                               real *u, real *w) {   /* one value each, written */
-    double m = coef[COEF_MEAN * bc + i], r = coef[COEF_RSTD * bc + i];
-    double a = coef[COEF_ALPHA * bc + i], pa = coef[COEF_P_ALPHA * bc + i];
-    double uu = -a * r * r * (szx - m * sz) / n;
-    *u = (real)uu; *w = (real)(sz * pa / n - uu * m);
+                               real *sz_n, real *u, real *w) {   /* one value each, written */
+    double r = coef[COEF_RSTD * bc + i], a = coef[COEF_ALPHA * bc + i], p = coef[COEF_P * bc + i];
+    *sz_n = (real)(sz / n); *u = (real)(-a * r * r * szc / n); *w = (real)(p * sz / n);
 }
 
 /* Per-thread buffers are one block, each thread its slice. */
@@ -143,7 +145,7 @@ int forward_nchw(const real *x,        /* (B, C, N) */
             s1 += b1; s2 += b2;
         }
         finish_stats(s, s1, s2, n, eps, pr, k, r % c, coef, r, bc);
-        real a = coef[COEF_ALPHA * bc + r], t = coef[COEF_BETA * bc + r];
+        real dm = coef[COEF_OFFSET * bc + r], a = coef[COEF_ALPHA * bc + r], t = coef[COEF_BETA * bc + r];
         real *o = out + ((r / c) * c + shuf(r % c, c / 2)) * n;
         if (a == 0) {                       /* a channel gate: one value */
             real g0 = sig(t);
@@ -151,7 +153,7 @@ int forward_nchw(const real *x,        /* (B, C, N) */
             for (long i = 0; i < n; i++) o[i] = v[i] * g0;
         } else {
             #pragma omp simd
-            for (long i = 0; i < n; i++) o[i] = v[i] * sig(a * v[i] + t);
+            for (long i = 0; i < n; i++) o[i] = v[i] * sig(a * centred(v[i], s, dm) + t);
         }
     }
     return 0;
@@ -165,7 +167,7 @@ int backward_nchw(const real *gy,      /* (B, C, N) the output's gradient */
                   long k,
                   real *dx,            /* (B, C, N) written */
                   real *sz,            /* (B, C) written: Sz */
-                  real *szx,           /* (B, C) written: Szx */
+                  real *szc,           /* (B, C) written: Szc */
                   real *dparams,       /* (N_PARAM, K) written */
                   int threads) {
     long bc = b * c;
@@ -176,39 +178,43 @@ int backward_nchw(const real *gy,      /* (B, C, N) the output's gradient */
     real *g = pool + omp_get_thread_num() * n;      /* one row's gate, recomputed once for both passes */
     #pragma omp for schedule(static)
     for (long r = 0; r < bc; r++) {
-        const real *v = x + r * n, a = coef[COEF_ALPHA * bc + r], t = coef[COEF_BETA * bc + r];
+        const real *v = x + r * n, s = coef[COEF_SHIFT * bc + r], dm = coef[COEF_OFFSET * bc + r];
+        const real a = coef[COEF_ALPHA * bc + r], t = coef[COEF_BETA * bc + r];
         const real *d = gy + ((r / c) * c + shuf(r % c, c / 2)) * n;
-        real *o = dx + r * n, u, w, g0 = sig(t);
+        real *o = dx + r * n, sz_n, u, w, g0 = sig(t);
         double s1 = 0, s2 = 0;
         for (long i0 = 0; i0 < n; i0 += BLOCK) {
             long i1 = i0 + BLOCK < n ? i0 + BLOCK : n;
             real b1 = 0, b2 = 0;
-            if (a == 0) {                   /* gz = gy x g0 (1 - g0): sum gy x, gy x^2 */
+            if (a == 0) {                   /* gz = gy x g0 (1 - g0): sum gy x, gy x (x - m) */
                 #pragma omp simd reduction(+:b1, b2)
-                for (long i = i0; i < i1; i++) { real z = d[i] * v[i]; b1 += z; b2 += z * v[i]; }
+                for (long i = i0; i < i1; i++) { real z = d[i] * v[i]; b1 += z; b2 += z * centred(v[i], s, dm); }
             } else {
                 #pragma omp simd reduction(+:b1, b2)
                 for (long i = i0; i < i1; i++) {
-                    real gi = sig(a * v[i] + t), z = d[i] * v[i] * gi * (1 - gi);
-                    g[i] = gi; b1 += z; b2 += z * v[i];
+                    real gi = sig(a * centred(v[i], s, dm) + t), z = d[i] * v[i] * gi * (1 - gi);
+                    g[i] = gi; b1 += z; b2 += z * centred(v[i], s, dm);
                 }
             }
             s1 += b1; s2 += b2;
         }
         if (a == 0) { s1 *= g0 * (1 - g0); s2 *= g0 * (1 - g0); }
-        finish_grad(s1, s2, n, coef, r, bc, &u, &w);
-        sz[r] = (real)s1; szx[r] = (real)s2;
-        if (a == 0) {                       /* u = 0 */
+        finish_grad(s1, s2, n, coef, r, bc, &sz_n, &u, &w);
+        sz[r] = (real)s1; szc[r] = (real)s2;
+        if (a == 0) {                       /* alpha = u = 0 */
             #pragma omp simd
             for (long i = 0; i < n; i++) o[i] = d[i] * g0 + w;
-        } else {
+        } else {                            /* gz as in the sums, so that gz - Sz/N is 0 where N = 1 */
             #pragma omp simd
-            for (long i = 0; i < n; i++) o[i] = d[i] * g[i] * (1 + a * v[i] * (1 - g[i])) + u * v[i] + w;
+            for (long i = 0; i < n; i++) {
+                real z = d[i] * v[i] * g[i] * (1 - g[i]);
+                o[i] = d[i] * g[i] + a * (z - sz_n) + u * centred(v[i], s, dm) + w;
+            }
         }
     }
     }
     free(pool);
-    return parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
+    return parameter_grads(coef, sz, szc, b, c, k, pr, dparams);
 }
 
 /* ---- channels_last: image b is an (N, C) matrix, summed down its columns in blocks of ROWS.
@@ -241,12 +247,13 @@ INLINE void forward_cl_image(const real *v,       /* (N, C) the image */
         for (long k = 0; k < c; k++) { s1[k] += acc1[k]; s2[k] += acc2[k]; }
     }
     for (long ch = 0; ch < c; ch++) finish_stats(v[ch], s1[ch], s2[ch], n, eps, pr, kk, ch, coef, i0 + ch, bc);
+    const real *s = coef + COEF_SHIFT * bc + i0, *dm = coef + COEF_OFFSET * bc + i0;
     const real *a = coef + COEF_ALPHA * bc + i0, *t = coef + COEF_BETA * bc + i0;
     for (long p = 0; p < n; p++) {
         const real *row = v + p * c;
         real gr[c], *orow = o + p * c;
         #pragma omp simd
-        for (long k = 0; k < c; k++) gr[k] = sig(a[k] * row[k] + t[k]);
+        for (long k = 0; k < c; k++) gr[k] = sig(a[k] * centred(row[k], s[k], dm[k]) + t[k]);
         #pragma omp simd
         for (long j = 0; j < h; j++) { orow[2 * j] = row[j] * gr[j]; orow[2 * j + 1] = row[j + h] * gr[j + h]; }
     }
@@ -283,16 +290,17 @@ INLINE void backward_cl_image(const real *d,      /* (N, C) the image's output g
                               long i0, long bc,   /* i0 = b*C, the image's first element */
                               real *o,            /* (N, C) written: the image's dx */
                               real *sz,           /* (B, C): the image's C elements written */
-                              real *szx,          /* (B, C): the image's C elements written */
-                              real *u,            /* (2, C) scratch: u, then w */
+                              real *szc,          /* (B, C): the image's C elements written */
+                              real *u,            /* (3, C) scratch: u, w, then Sz / N */
                               double *s1) {       /* (2, C) scratch: the sums */
-    real *w = u + c;
+    real *w = u + c, *sz_n = w + c;
     double *s2 = s1 + c;
     long h = c / 2;
+    const real *s = coef + COEF_SHIFT * bc + i0, *dm = coef + COEF_OFFSET * bc + i0;
     const real *a = coef + COEF_ALPHA * bc + i0, *t = coef + COEF_BETA * bc + i0;
     for (long p = 0; p < n; p++) {            /* the image's gate, recomputed once for both passes */
         #pragma omp simd
-        for (long k = 0; k < c; k++) g[p * c + k] = sig(a[k] * v[p * c + k] + t[k]);
+        for (long k = 0; k < c; k++) g[p * c + k] = sig(a[k] * centred(v[p * c + k], s[k], dm[k]) + t[k]);
     }
     memset(s1, 0, 2 * c * sizeof(double));
     for (long p0 = 0; p0 < n; p0 += ROWS) {
@@ -305,24 +313,26 @@ INLINE void backward_cl_image(const real *d,      /* (N, C) the image's output g
             for (long j = 0; j < h; j++) {
                 real z0 = dr[2 * j] * xr[j] * gr[j] * (1 - gr[j]);
                 real z1 = dr[2 * j + 1] * xr[j + h] * gr[j + h] * (1 - gr[j + h]);
-                acc1[j] += z0; acc2[j] += z0 * xr[j];
-                acc1[j + h] += z1; acc2[j + h] += z1 * xr[j + h];
+                acc1[j] += z0; acc2[j] += z0 * centred(xr[j], s[j], dm[j]);
+                acc1[j + h] += z1; acc2[j + h] += z1 * centred(xr[j + h], s[j + h], dm[j + h]);
             }
         }
         for (long k = 0; k < c; k++) { s1[k] += acc1[k]; s2[k] += acc2[k]; }
     }
     for (long k = 0; k < c; k++) {
-        finish_grad(s1[k], s2[k], n, coef, i0 + k, bc, &u[k], &w[k]);
-        sz[i0 + k] = (real)s1[k]; szx[i0 + k] = (real)s2[k];
+        finish_grad(s1[k], s2[k], n, coef, i0 + k, bc, &sz_n[k], &u[k], &w[k]);
+        sz[i0 + k] = (real)s1[k]; szc[i0 + k] = (real)s2[k];
     }
-    for (long p = 0; p < n; p++) {
+    for (long p = 0; p < n; p++) {            /* gz as in the sums, so that gz - Sz/N is 0 where N = 1 */
         const real *xr = v + p * c, *dr = d + p * c, *gr = g + p * c;
         real *orow = o + p * c;
         #pragma omp simd
         for (long j = 0; j < h; j++) {
             long k = j + h;
-            orow[j] = dr[2 * j] * gr[j] * (1 + a[j] * xr[j] * (1 - gr[j])) + u[j] * xr[j] + w[j];
-            orow[k] = dr[2 * j + 1] * gr[k] * (1 + a[k] * xr[k] * (1 - gr[k])) + u[k] * xr[k] + w[k];
+            real z0 = dr[2 * j] * xr[j] * gr[j] * (1 - gr[j]);
+            real z1 = dr[2 * j + 1] * xr[k] * gr[k] * (1 - gr[k]);
+            orow[j] = dr[2 * j] * gr[j] + a[j] * (z0 - sz_n[j]) + u[j] * centred(xr[j], s[j], dm[j]) + w[j];
+            orow[k] = dr[2 * j + 1] * gr[k] + a[k] * (z1 - sz_n[k]) + u[k] * centred(xr[k], s[k], dm[k]) + w[k];
         }
     }
 }
@@ -335,10 +345,10 @@ int backward_cl(const real *gy,        /* (B, N, C) the output's gradient */
                 long k,
                 real *dx,              /* (B, N, C) written */
                 real *sz,              /* (B, C) written: Sz */
-                real *szx,             /* (B, C) written: Szx */
+                real *szc,             /* (B, C) written: Szc */
                 real *dparams,         /* (N_PARAM, K) written */
                 int threads) {
-    long each = (n + 2) * c;                   /* a thread's image gate, then u and w */
+    long each = (n + 3) * c;                   /* a thread's image gate, then u, w and Sz / N */
     real *pool = malloc(threads * each * sizeof(real));
     double *sums = malloc(threads * 2 * c * sizeof(double));
     if (!pool || !sums) { free(pool); free(sums); return 1; }
@@ -350,10 +360,10 @@ int backward_cl(const real *gy,        /* (B, N, C) the output's gradient */
         for (long im = 0; im < b; im++) {
             long at = im * n * c;
 #define BACKWARD(width) backward_cl_image(gy + at, x + at, gate, coef, n, width, im * c, b * c, dx + at, \
-                                          sz, szx, uw, s1)
+                                          sz, szc, uw, s1)
             BY_WIDTH(BACKWARD)
         }
     }
     free(pool); free(sums);
-    return parameter_grads(coef, sz, szx, b, c, k, pr, dparams);
+    return parameter_grads(coef, sz, szc, b, c, k, pr, dparams);
 }

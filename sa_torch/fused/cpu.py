@@ -8,13 +8,13 @@ need nothing else), a whole image (N, C) in channels_last. So x is read from mem
 forward, and gy and x once backward. The per-channel coefficients between the two passes
 (rstd, alpha, beta; u, w) are the formulas of :mod:`sa_torch.fused`, in C.
 
-- :func:`forward`:  coef (N_COEF, B, C) = mean, rstd, alpha, beta, P - alpha; out[shuffled] =
-  x g with g = sigmoid(alpha x + beta). Nothing but coef is saved: the gate is not stored.
+- :func:`forward`:  coef (N_COEF, B, C) = mean, rstd, alpha, beta, P; out[shuffled] = x g
+  with g = sigmoid(alpha (x - m) + beta). Nothing but coef is saved: the gate is not stored.
 - :func:`backward`: recomputes g for a piece (a row or an image, into a buffer of the
-  thread's that stays in cache); Sz = sum(gz), Szx = sum(gz x) with gz = gy x g (1 - g), gy
-  read at the shuffled channel; then dx = gy g (1 + alpha x (1 - g)) + u x + w; and the six
-  parameter gradients, summed over samples and groups in a fixed order. Where alpha is 0 (a
-  channel gate: one value a channel), the NCHW functions compute that one sigmoid only.
+  thread's that stays in cache); Sz = sum(gz), Szc = sum(gz (x - m)) with gz = gy x g (1 - g),
+  gy read at the shuffled channel; then dx = gy g + alpha (gz - Sz/N) + u (x - m) + w; and the
+  six parameter gradients, summed over samples and groups in a fixed order. Where alpha is 0
+  (a channel gate: one value a channel), the NCHW functions compute that one sigmoid only.
 
 Why recompute: storing the gate costs a fresh (B, C, H, W) map a layer, written forward and
 read backward, and in a training step a fresh map is the expensive part (the allocator hands
@@ -148,8 +148,8 @@ def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out:
 def backward(gy: torch.Tensor, x: torch.Tensor, coef: torch.Tensor, saved: torch.Tensor, params: torch.Tensor,
              groups: int, dx: torch.Tensor) -> torch.Tensor:
     """Writes dx; returns the parameter gradients (N_PARAM, K), rows as params."""
-    sz, szx = (x.new_empty(x.shape[:2]) for _ in range(2))
+    sz, szc = (x.new_empty(x.shape[:2]) for _ in range(2))
     dparams = torch.empty_like(params)
     _call(_name("backward", x), x, gy, x, coef.contiguous(), *_dims(x), params.contiguous(),
-          params.shape[1], dx, sz, szx, dparams)
+          params.shape[1], dx, sz, szc, dparams)
     return dparams

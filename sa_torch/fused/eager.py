@@ -5,13 +5,17 @@ tensors) and four passes over the (B, C, H, W) map, N = H*W. This module writes 
 with torch ops; :mod:`sa_torch.fused.cpu` (C loops) and :mod:`sa_torch.fused.triton`
 (Triton kernels) compute the same four things faster and are checked against it.
 
-- ``stats(x) -> mean, var``: per (b, c), over the N positions of that channel.
-- ``gate(x, alpha, beta, out) -> g``: ``y = x * g``, ``g = sigmoid(alpha x + beta)``,
+- ``stats(x) -> shift, offset, var``: per (b, c), over the N positions of that channel: its
+  first value s, the mean d of ``x - s`` (the mean is ``m = s + d``) and the variance.
+- ``gate(x, coef, out) -> g``: ``y = x * g``, ``g = sigmoid(alpha (x - m) + beta)``,
   written into ``out`` in the shuffled order (y channel ``i*C/2 + j`` goes to output
   channel ``2j + i``); g is saved for the backward.
-- ``gate_sums(gy, x, alpha, beta, g) -> sz, szx``: with ``gz = gy * x * g * (1 - g)``
-  and gy the output gradient read in y's order, ``sz = sum(gz)``, ``szx = sum(gz * x)``.
-- ``gate_dx(gy, x, alpha, beta, g, u, w, dx)``: ``dx = gy g + alpha gz + u x + w``.
+- ``gate_sums(gy, x, coef, g) -> sz, szc``: with ``gz = gy * x * g * (1 - g)`` and gy the
+  output gradient read in y's order, ``sz = sum(gz)``, ``szc = sum(gz * (x - m))``.
+- ``gate_dx(gy, x, coef, g, sz_n, u, w, dx)``: ``dx = gy g + alpha (gz - Sz/N) + u (x - m) + w``.
+
+``x - m`` is always ``(x - s) - d`` (:func:`_centred`): exact where a channel's values are close
+together, where the rounding of m itself would show (r is large there).
 
 :func:`forward` and :func:`backward` put them together with the per-channel coefficients
 between them (:func:`channel_vectors`, :func:`parameter_grads`). They are the contract every
@@ -56,9 +60,16 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    var, mean = torch.var_mean(x.to(compute_dtype(x.dtype)), dim=(2, 3), correction=0)
-    return mean, var
+def stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = x.to(compute_dtype(x.dtype))
+    shift = x[:, :, 0, 0]
+    var, offset = torch.var_mean(x - shift[..., None, None], dim=(2, 3), correction=0)
+    return shift, offset, var
+
+
+def _centred(x5: torch.Tensor, coef: torch.Tensor) -> torch.Tensor:
+    """x - m as (x - s) - d, for x5 = :func:`_halves` of a map."""
+    return (x5 - _per_channel(coef[Coef.SHIFT])).sub_(_per_channel(coef[Coef.OFFSET]))
 
 
 STORES_GATE = True
@@ -73,14 +84,13 @@ def channel_vectors(params: torch.Tensor, groups: int) -> torch.Tensor:
     return apq.expand(3, groups, 2, apq.shape[-1]).reshape(3, -1)
 
 
-def parameter_grads(coef: torch.Tensor, sz: torch.Tensor, szx: torch.Tensor, params: torch.Tensor,
+def parameter_grads(coef: torch.Tensor, sz: torch.Tensor, szc: torch.Tensor, params: torch.Tensor,
                     groups: int) -> torch.Tensor:
-    """(N_PARAM, K), rows as params: dL/dA = r sum(gz (x - m)), dL/dP = m Sz, dL/dQ = Sz per (b, c),
+    """(N_PARAM, K), rows as params: dL/dA = r Szc, dL/dP = m Sz, dL/dQ = Sz per (b, c),
     summed over b and the groups, then through A = sweight gn.w, P = cweight, Q = cbias
     (branch 0) or sweight gn.b + sbias (branch 1)."""
-    mean, rstd = coef[Coef.MEAN], coef[Coef.RSTD]
-    centred = torch.addcmul(szx, mean, sz, value=-1)                  # sum(gz (x - m))
-    d_a, d_p, d_q = torch.stack([rstd * centred, mean * sz, sz]).sum(1).view(3, groups, 2, -1).sum(1)
+    mean, rstd = coef[Coef.SHIFT] + coef[Coef.OFFSET], coef[Coef.RSTD]
+    d_a, d_p, d_q = torch.stack([rstd * szc, mean * sz, sz]).sum(1).view(3, groups, 2, -1).sum(1)
     sw, gw, gb = params[Param.SWEIGHT], params[Param.GN_WEIGHT], params[Param.GN_BIAS]
     rows = {Param.CWEIGHT: d_p[0], Param.CBIAS: d_q[0], Param.SWEIGHT: torch.addcmul(d_a[1] * gw, d_q[1], gb),
             Param.SBIAS: d_q[1], Param.GN_WEIGHT: d_a[1] * sw, Param.GN_BIAS: d_q[1] * sw}
@@ -89,47 +99,51 @@ def parameter_grads(coef: torch.Tensor, sz: torch.Tensor, szx: torch.Tensor, par
 
 def forward(x: torch.Tensor, params: torch.Tensor, groups: int, eps: float, out: torch.Tensor):
     """Passes 1-2: writes out; returns coef (N_COEF, B, C) and the gate (saved for the backward)."""
-    mean, var = stats(x)
+    shift, offset, var = stats(x)
     a, p, q = channel_vectors(params, groups)
     rstd = var.add_(eps).rsqrt_()
-    alpha = a * rstd
-    p_alpha = p - alpha
-    beta = torch.addcmul(q, mean, p_alpha)                             # P m + Q - alpha m
-    saved = gate(x, alpha, beta, out)
-    rows = {Coef.MEAN: mean, Coef.RSTD: rstd, Coef.ALPHA: alpha, Coef.BETA: beta, Coef.P_ALPHA: p_alpha}
-    return torch.stack([rows[row] for row in Coef]), saved
+    beta = torch.addcmul(q, p, shift + offset)                         # P m + Q
+    rows = {Coef.SHIFT: shift, Coef.OFFSET: offset, Coef.RSTD: rstd, Coef.ALPHA: a * rstd, Coef.BETA: beta,
+            Coef.P: p.expand_as(rstd)}
+    coef = torch.stack([rows[row] for row in Coef])
+    return coef, gate(x, coef, out)
 
 
 def backward(gy, x, coef, saved, params, groups, dx):
     """Passes 3-4: writes dx; returns the parameter gradients (N_PARAM, K)."""
-    mean, rstd, alpha = coef[Coef.MEAN], coef[Coef.RSTD], coef[Coef.ALPHA]
-    beta, p_alpha = coef[Coef.BETA], coef[Coef.P_ALPHA]
-    sz, szx = gate_sums(gy, x, alpha, beta, saved)
+    rstd, alpha, p = coef[Coef.RSTD], coef[Coef.ALPHA], coef[Coef.P]
+    sz, szc = gate_sums(gy, x, coef, saved)
     n = x.shape[2] * x.shape[3]
-    centred = torch.addcmul(szx, mean, sz, value=-1)                  # sum(gz (x - m))
-    u = (alpha * rstd).mul_(rstd).mul_(centred).div_(-n)               # -A r^3 sum(gz (x - m)) / N
-    w = (sz * p_alpha).div_(n).addcmul_(u, mean, value=-1)            # Sz (P - A r) / N - u m
-    gate_dx(gy, x, alpha, beta, saved, u, w, dx)
-    return parameter_grads(coef, sz, szx, params, groups)
+    u = (alpha * rstd).mul_(rstd).mul_(szc).div_(-n)                   # -A r^3 Szc / N
+    w = (p * sz).div_(n)                                               # P Sz / N
+    gate_dx(gy, x, coef, saved, sz / n, u, w, dx)
+    return parameter_grads(coef, sz, szc, params, groups)
 
 
-def gate(x: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+def gate(x: torch.Tensor, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """Writes out; returns the gate g (B, C, H, W, compute dtype), saved for the backward."""
-    x5 = _halves(x).to(alpha.dtype)
-    g = torch.empty_like(x, dtype=alpha.dtype)
-    torch.sigmoid(torch.addcmul(_per_channel(beta), x5, _per_channel(alpha)), out=_halves(g))
+    x5 = _halves(x).to(coef.dtype)
+    g = torch.empty_like(x, dtype=coef.dtype)
+    z = torch.addcmul(_per_channel(coef[Coef.BETA]), _centred(x5, coef), _per_channel(coef[Coef.ALPHA]))
+    torch.sigmoid(z, out=_halves(g))
     in_y_order(out).copy_(x5 * _halves(g))
     return g
 
 
-def gate_sums(gy, x, alpha, beta, saved):
-    x5, g = _halves(x).to(alpha.dtype), _halves(saved)
-    gz = in_y_order(gy) * x5 * g * (1 - g)
-    return gz.sum(dim=(3, 4)).flatten(1), (gz * x5).sum(dim=(3, 4)).flatten(1)
+def _gz(gy, x5, g):
+    """gz = gy x g (1 - g), (B, 2, C/2, H, W): the same roundings in both backward passes, so that
+    gz - Sz/N is exactly 0 where N = 1."""
+    return in_y_order(gy) * x5 * g * (1 - g)
 
 
-def gate_dx(gy, x, alpha, beta, saved, u, w, dx) -> None:
-    x5, g = _halves(x).to(alpha.dtype), _halves(saved)
-    gyg = in_y_order(gy) * g
-    a = _per_channel(alpha)
-    _halves(dx).copy_(gyg + a * gyg * x5 * (1 - g) + _per_channel(u) * x5 + _per_channel(w))
+def gate_sums(gy, x, coef, saved):
+    x5, g = _halves(x).to(coef.dtype), _halves(saved)
+    gz = _gz(gy, x5, g)
+    return gz.sum(dim=(3, 4)).flatten(1), (gz * _centred(x5, coef)).sum(dim=(3, 4)).flatten(1)
+
+
+def gate_dx(gy, x, coef, saved, sz_n, u, w, dx) -> None:
+    x5, g = _halves(x).to(coef.dtype), _halves(saved)
+    gz = _gz(gy, x5, g)
+    gz = torch.addcmul(in_y_order(gy) * g, _per_channel(coef[Coef.ALPHA]), gz - _per_channel(sz_n))
+    _halves(dx).copy_(gz.addcmul_(_per_channel(u), _centred(x5, coef)).add_(_per_channel(w)))

@@ -27,18 +27,19 @@ class Param(enum.IntEnum):
 
 class Coef(enum.IntEnum):
     """Rows of coef (N_COEF, B, C)."""
-    MEAN = 0          # m, the channel's mean
-    RSTD = 1          # r = 1 / sqrt(var + eps)
-    ALPHA = 2         # alpha = A r
-    BETA = 3          # beta = P m + Q - alpha m: the gate is sigmoid(alpha x + beta)
-    P_ALPHA = 4       # P - alpha, the derivative of beta by the mean
+    SHIFT = 0         # s, the channel's value at its first position
+    OFFSET = 1        # d = m - s: the mean is m = s + d, and x - m = (x - s) - d
+    RSTD = 2          # r = 1 / sqrt(var + eps)
+    ALPHA = 3         # alpha = A r
+    BETA = 4          # beta = P m + Q: the gate is sigmoid(alpha (x - m) + beta)
+    P = 5             # P, the channel's, for every sample
 
 
 class Grad(enum.IntEnum):
     """Rows of the Triton backward's grads (N_GRAD, B, C)."""
     SZ = 0            # Sz = sum(gz)
-    SZX = 1           # Szx = sum(gz x)
-    U = 2             # u and w of dx = gy g + alpha gz + u x + w
+    SZC = 1           # Szc = sum(gz (x - m))
+    U = 2             # u and w of dx = gy g + alpha (gz - Sz / N) + u (x - m) + w
     W = 3
 
 
