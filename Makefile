@@ -48,12 +48,14 @@ notebooks: $(STAMP)
 exercises: $(STAMP)
 	$(BIN)/python -m sa_course.build_exercises
 
-## Grade the exercise notebooks (NB=exercises/02_channel_gate.ipynb for one). It ends with the
-## grader's summary line and succeeds whenever the grader could grade; scripts that need the
-## verdict as an exit status call `python -m sa_course.grade` (1 while an exercise does not pass).
+## Grade the exercise notebooks (NB=exercises/02_channel_gate.ipynb for one; STRICT=1 grades as an
+## instructor's --strict run does). It ends with the grader's summary line and succeeds whenever the
+## grader could grade; scripts that need the verdict as an exit status call `python -m sa_course.grade`
+## (1 while an exercise does not pass).
 NB ?= exercises/
+STRICT ?=
 grade: $(STAMP) sandbox
-	@$(BIN)/python -m sa_course.grade $(NB); status=$$?; [ $$status -le 1 ] || exit $$status
+	@$(BIN)/python -m sa_course.grade $(NB) $(if $(filter-out 0,$(STRICT)),--strict); status=$$?; [ $$status -le 1 ] || exit $$status
 
 ## NumPy vs torch timings, written over docs/results/numpy_vs_torch.md (that is what this target is for).
 bench: $(STAMP)

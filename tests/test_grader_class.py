@@ -3,12 +3,16 @@ bytes they hold, links and copies, one notebook per exercise, partial credit, --
 exit codes and `make grade`."""
 import contextlib
 import csv
+import fcntl
 import hashlib
 import io
 import json
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from datetime import datetime
 from importlib import metadata
 from pathlib import Path
@@ -220,15 +224,69 @@ def test_exit_codes_keep_their_meaning(tmp_path, capsys):
     assert info.value.code == 2
 
 
-def test_make_grade_ends_with_the_summary_and_no_make_error(tmp_path):
+def _stripped(src: Path, dest: Path, extra: str = "") -> Path:
+    """A copy of ``src`` with every cell's tags removed (``extra`` added to its check cells)."""
+    nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:
+        if "check" in cell.metadata.get("tags", []):
+            cell.source += extra
+        cell.metadata.pop("tags", None)
+    nbformat.write(nb, dest)
+    return dest
+
+
+def test_make_grade_strict_grades_at_home_and_a_notebook_that_lost_its_tags(tmp_path):
+    """`make grade STRICT=1` as a learner runs it: the untouched stub, and a solution whose tags a tool
+    stripped (its check cells are told by what they hold), end with the summary; make succeeds."""
+    stripped = _stripped(ROOT / "solutions" / "04_shuffle.ipynb", tmp_path / "04_shuffle.ipynb")
     env = {**os.environ, "MAKEFLAGS": ""}
     venv = Path(sys.prefix)          # this environment, never rebuilt (-o: its stamp counts as current)
     done = subprocess.run(["make", "-s", "--no-print-directory", f"VENV={venv}", "-o", str(venv / ".installed"),
-                           "grade", f"NB={ROOT / 'exercises' / '04_shuffle.ipynb'}"],
+                           "grade", "STRICT=1", f"NB={ROOT / 'exercises' / '02_channel_gate.ipynb'} {stripped}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     lines = done.stdout.strip().splitlines()
     assert done.returncode == 0, done.stdout + done.stderr
-    assert lines[-1].startswith("0 of 1 notebook pass, 0/1 points. Not yet: 1 not attempted")
+    assert lines[-1].startswith("1 of 2 notebooks pass, 1/3 points. Not yet: 1 not attempted")
     assert "***" not in done.stdout + done.stderr        # make's "make: *** [grade] Error 1"
     assert subprocess.run([sys.executable, "-m", "sa_course.grade", str(ROOT / "exercises" / "04_shuffle.ipynb"),
                            "--report", str(tmp_path / "r.json")], cwd=tmp_path, capture_output=True).returncode == 1
+
+
+def test_a_check_cell_that_lost_its_tag_and_holds_more_says_why_it_stops_in_strict_mode(tmp_path):
+    path = _stripped(ROOT / "solutions" / "04_shuffle.ipynb", tmp_path / "04_shuffle.ipynb", "\nprint('done')")
+    row = grade.grade_all([path], grade.Options(strict=True), 1)[0]
+    assert row.status == "error" and "No module named 'sa_course'" in row.message
+    assert "check cell that lost its 'check' tag" in row.message
+
+
+def _run_in_terminal(args: list[str], cwd: Path) -> str:
+    """Run the grader with a terminal as stdout and stderr; what the terminal showed."""
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))     # 30 rows, 100 columns
+    proc = subprocess.Popen([sys.executable, "-m", "sa_course.grade", *args], cwd=cwd, stdin=subprocess.DEVNULL,
+                            stdout=side, stderr=side)
+    os.close(side)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        shown += chunk
+    proc.wait(timeout=120)
+    os.close(main)
+    return shown.decode(errors="replace")
+
+
+def test_a_progress_bar_on_a_terminal_and_none_in_a_pipe(tmp_path):
+    room = tmp_path / "room"
+    for name in ("ann", "ben", "cid"):
+        _copy(ROOT / "exercises" / "04_shuffle.ipynb", room / name / "04_shuffle.ipynb")   # no kernel needed
+    args = ["--class", "room", "--jobs", "2"]
+    on_terminal = _run_in_terminal(args, tmp_path)
+    assert "3/3" in on_terminal and "0 pass" in on_terminal and "notebook" in on_terminal
+    piped = subprocess.run([sys.executable, "-m", "sa_course.grade", *args, "--overwrite"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 1 and "3/3" not in piped.stdout + piped.stderr and "\r" not in piped.stderr

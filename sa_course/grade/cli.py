@@ -15,7 +15,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import class_run, feedback, gradebook, gradescope, points, report, sandbox
+from . import class_run, feedback, gradebook, gradescope, points, report, sandbox, tags
 from .classroom import Student, sha256
 from .runner import Options, Row, grade_notebook
 
@@ -68,7 +68,7 @@ def grade_all(paths: list[Path], options: Options, jobs: int, progress=None) -> 
     order given. ``progress(row)`` is called as each one is done."""
     def one(path: Path) -> Row:
         try:
-            return grade_notebook(path, options=options)
+            return tags.explain(grade_notebook(path, options=options), options.strict)
         except BaseException as exc:          # a last guard: the batch always finishes
             return Row(path.stem, str(path), "grader-error", 0, 0, f"the grader failed: {type(exc).__name__}: {exc}")
     with ThreadPoolExecutor(max(1, jobs)) as pool:

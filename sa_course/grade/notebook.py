@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..checks import EXERCISES
+from .tags import is_check_cell
 
 MAX_BYTES = 20 << 20
 
@@ -73,7 +74,7 @@ def parse(data: bytes, path: Path) -> Notebook:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadNotebook(f"{where}: metadata 'tags' must be a list of strings, got {tags!r:.60}")
         source = _source(cell, where)
-        if kind == "code" and "check" not in tags:
+        if kind == "code" and "check" not in tags and not is_check_cell(source):     # tags may be lost
             code.append(source)
     if exercise not in EXERCISES:
         exercise = next((e for e in EXERCISES if path.name[:3] == e[:3]), None)
