@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from sa_course import grade
-from sa_course.grade import kernel, sandbox
+from sa_course.grade import kernel, sandbox, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "04_shuffle.ipynb"
@@ -95,6 +95,15 @@ def test_without_bubblewrap_the_grader_still_grades_and_strict_still_hides_the_i
                            grade.Options(timeout=60, strict=True), 2)
     assert [r.status for r in rows] == ["pass", "fail", "error"], [r.message for r in rows]
     assert "hidden in --strict grading" in rows[2].message
+
+
+def test_a_failure_of_the_graders_own_end_of_a_call_is_a_grader_error(monkeypatch):
+    """Not "your function raised TypeError": the learner is not blamed for the grader's failure."""
+    def broken(self, value, depth=0):
+        raise TypeError("simulated: the checks cannot send this")
+    monkeypatch.setattr(wire.Remote, "encode", broken)
+    row = grade.grade_notebook(SOLUTION)
+    assert row.status == "grader-error" and "simulated" in row.message and "not your notebook's" in row.message
 
 
 def test_in_ci_the_sandbox_is_bubblewrap():

@@ -1,12 +1,16 @@
 """The pieces of the grader that read untrusted input, and the checks under the grader's own seeds.
 
 No kernel here: the answers and notebooks are built by hand, as a tampering kernel or a
-broken file would make them.
+broken file would make them, or come from the grader's helper run in this process
+(:class:`FakeKernel`), changed on their way back as a tampering kernel would change them.
 """
+import ast
 import base64
 import io
 import json
 import os
+import tracemalloc
+from types import SimpleNamespace
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +18,8 @@ import pytest
 
 import sa_numpy as ref
 from sa_course import checks, grade
-from sa_course.checks.harness import Grading, LearnerError, grading
-from sa_course.grade import notebook, wire
+from sa_course.checks.harness import CheckFailure, Grading, LearnerError, grading
+from sa_course.grade import kernel, notebook, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +27,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def _npy(arr, allow_pickle=False) -> str:
     buf = io.BytesIO()
     np.save(buf, arr, allow_pickle=allow_pickle)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _lying_header(shape) -> str:
+    """A .npy of no bytes whose header claims ``shape`` (a zero in it, so no bytes are missing)."""
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": "<f8", "fortran_order": False, "shape": shape})
     return base64.b64encode(buf.getvalue()).decode()
 
 
@@ -43,6 +54,8 @@ def test_an_array_comes_back_as_a_plain_writable_copy_with_its_dtype():
     (lambda: base64.b64encode(b"\x93NUMPY\x01\x00garbage").decode(), "unreadable"),
     (lambda: base64.b64encode(b"PK\x03\x04 a zip").decode(), "unreadable"),
     (lambda: 42, "not .npy"),
+    (lambda: _lying_header((0, 2**62, 2**62)), "header NumPy refuses"),
+    (lambda: _lying_header((0, 2**63)), "header NumPy refuses"),
 ])
 def test_anything_but_a_plain_npy_of_numbers_is_refused(payload, why):
     with pytest.raises(LearnerError, match=why):
@@ -140,3 +153,95 @@ def test_the_graders_inputs_are_not_the_check_cells():
         checks.check_shuffle(spy, ref.channel_shuffle_backward)
     local, graded = seen[:len(seen) // 2], seen[len(seen) // 2:]
     assert not any(np.array_equal(a, b) for a in local for b in graded)
+
+
+# ---------------------------------------------------------------- a call's answer, as a tampering kernel sends it
+
+class FakeKernel:
+    """The grader's helper (driver.py) run in this process on ``functions``: the kernel as the grader sees
+    it. ``tamper(request, answer)`` may change each answer before the grader reads it."""
+
+    def __init__(self, folder, functions: dict, tamper=None):
+        env = {"__name__": "sa_grader_driver"}
+        exec(compile(wire.DRIVER.read_text(), "<sa-grader-driver>", "exec"), env)
+        self.helper, self.namespace, self.tamper = env["_make_grader_call"](), dict(functions), tamper
+        self.scratch = SimpleNamespace(work=folder, work_fd=os.open(folder, os.O_RDONLY | os.O_DIRECTORY))
+
+    def execute(self, code, deadline, silent=False):
+        prefix = "__sa_grader__(globals(), "
+        assert code.startswith(prefix) and code.endswith(")")
+        request = ast.literal_eval(code[len(prefix):-1])
+        self.helper(self.namespace, request)
+        if self.tamper:
+            req = json.loads(request)
+            path = self.scratch.work / f".sa-grader-{req['n']}.json"
+            answer = json.loads(path.read_text())
+            self.tamper(req, answer)
+            path.write_text(json.dumps(answer))
+        return kernel.Reply("ok")
+
+
+def test_an_earlier_calls_array_sent_back_changed_is_a_failure_and_never_taken(tmp_path):
+    """A kernel that reports, for an array of an earlier call, a copy of another input would otherwise
+    overwrite what the checks still compute their references from."""
+    def replay(req, answer):
+        if req["n"] == 2:
+            answer["echo"]["0"] = answer["echo"]["1"]        # the first call's x := the second call's
+    remote = wire.Remote(FakeKernel(tmp_path, {"total": lambda x: float(x.sum())}, replay), deadline=0)
+    first, second = np.arange(6.0).reshape(2, 3), -np.ones((2, 3))
+    assert remote.call("total", (first,), {}) == 15.0
+    with pytest.raises(CheckFailure, match="changed an array that an earlier call was given"):
+        remote.call("total", (second,), {})
+    assert np.array_equal(first, np.arange(6.0).reshape(2, 3))
+
+
+def test_a_write_into_this_calls_input_is_seen_and_into_an_earlier_ones_is_a_failure(tmp_path):
+    kept = {}
+    functions = {"keep": lambda x: kept.setdefault("x", x) is None,
+                 "zero_this": lambda x: x.fill(0),
+                 "zero_kept": lambda: kept["x"].fill(0)}
+    remote = wire.Remote(FakeKernel(tmp_path, functions), deadline=0)
+    a, b = np.ones(3), np.ones(4)
+    remote.call("keep", (a,), {})
+    remote.call("zero_this", (b,), {})
+    assert np.array_equal(b, np.zeros(4))                # the checks see it, and say "changed its input"
+    with pytest.raises(CheckFailure, match="earlier call"):
+        remote.call("zero_kept", (), {})
+    assert np.array_equal(a, np.ones(3))
+
+
+def test_a_stand_in_type_per_name_at_most_max_types_per_notebook(tmp_path):
+    """10,000 type names cost at most MAX_TYPES classes, and the next notebook starts without them."""
+    many = lambda: [type(f"T{i}", (), {})() for i in range(10_000)]
+    remote = wire.Remote(FakeKernel(tmp_path, {"many": many}), deadline=0)
+    kinds = {type(v) for v in remote.call("many", (), {})}
+    assert len(kinds) <= wire.MAX_TYPES and all(issubclass(k, wire.KernelObject) for k in kinds)
+    assert wire.Remote(FakeKernel(tmp_path, {}), deadline=0).types.types == {}
+
+
+def test_an_answer_of_too_many_objects_is_refused_before_it_is_parsed(answers):
+    """12 MB of ``{},`` would be four million dicts; the grader counts, refuses, and never builds them."""
+    folder, fd = answers
+    (folder / "objects.json").write_bytes(b"[" + b"{}," * 4_000_000 + b"{}]")
+    tracemalloc.start()
+    try:
+        with pytest.raises(LearnerError, match=f"more than {wire.MAX_CONTAINERS} JSON objects"):
+            wire.read_answer(fd, "objects.json")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, peak
+
+
+def test_a_kernels_answers_are_bounded_in_all(answers):
+    folder, fd = answers
+    (folder / "answer.json").write_text(json.dumps({"token": "t", "pad": "x" * 1000}))
+    assert wire.read_answer(fd, "answer.json")[1] > 1000
+    with pytest.raises(LearnerError, match="add up to more than"):
+        wire.read_answer(fd, "answer.json", left=1000)
+
+
+def test_checks_that_cannot_send_a_value_are_the_graders_error(tmp_path):
+    remote = wire.Remote(FakeKernel(tmp_path, {"f": lambda v: v}), deadline=0)
+    with pytest.raises(wire.GraderError, match="could not send"):
+        remote.call("f", (object(),), {})

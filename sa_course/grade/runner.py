@@ -20,7 +20,7 @@ from ..checks.exercises import run_check
 from ..checks.harness import Grading, LearnerError, NotAttempted, grading
 from . import notebook, points, sandbox, strict as strict_mode
 from .kernel import KernelGone, KernelSession, KernelStartError, KernelTimeout
-from .wire import KernelObject, Remote, RemoteFunction
+from .wire import GraderError, Remote, RemoteFunction
 
 STATUSES = ("pass", "fail", "not attempted", "error", "timeout", "grader-error")
 ANSI = re.compile(r"\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-_])")
@@ -84,7 +84,7 @@ def _cell_error(reply, where: str) -> tuple[str, str]:
 def _namespace(remote: Remote, exercise: str) -> dict:
     """Stand-ins for the exercise's functions that the notebook defined (missing ones are left out)."""
     found = remote.probe(EXERCISES[exercise].functions)
-    return {name: RemoteFunction(remote, name) if is_callable else KernelObject.of(kind)
+    return {name: RemoteFunction(remote, name) if is_callable else remote.types.of(kind)
             for name, (defined, is_callable, kind) in found.items() if defined}
 
 
@@ -182,6 +182,8 @@ def grade_notebook(path, timeout: float = 60, options: Options | None = None) ->
         return row(*_run(nb, exercise, options, sandbox.isolation()))
     except KernelStartError as exc:
         return row("grader-error", f"{exc}. This is the grader's problem, not your notebook's: grade it again")
+    except GraderError as exc:
+        return row("grader-error", f"{exc}: this is the grader's problem, not your notebook's; grade it again")
     except Exception as exc:
         return row("grader-error", f"the grader failed on this notebook ({type(exc).__name__}: {exc}); "
                                    f"this is the grader's problem, not your notebook's")

@@ -5,14 +5,20 @@ functions (which run in the kernel). Calling a :class:`RemoteFunction` sends its
 arguments (arrays as ``.npy`` bytes; arguments the kernel returned earlier, such as a
 forward's cache, by reference, so the learner's own object goes to the backward) and
 reads the answer from a file in the kernel's directory. The answer is untrusted input:
-it is read without following links, only if it is a regular file of bounded size, parsed
-as JSON, must carry this call's random token, and each array must be a ``.npy`` of
-numbers whose header matches its bytes; it becomes a plain ``ndarray`` copy. Nothing is
-ever unpickled. Anything else is the learner's error (:class:`~sa_course.checks.LearnerError`).
+it is read without following links, only if it is a regular file of bounded size with a
+bounded number of JSON objects and lists, parsed as JSON, must carry this call's random
+token, and each array must be a ``.npy`` of numbers whose header matches its bytes; it
+becomes a plain ``ndarray`` copy. Nothing is ever unpickled. Of the grader's own arrays the
+kernel reports back, only those this call sent are taken (a write into an input shows in
+the checks); one sent by an earlier call that comes back changed is a failure, and never
+changes the grader's copy. Anything the kernel sends that the grader does not accept is the
+learner's error (:class:`~sa_course.checks.LearnerError`); a failure of the grader's own
+end is a :class:`GraderError`, reported as the grader's.
 """
 from __future__ import annotations
 
 import base64
+import errno
 import io
 import json
 import math
@@ -28,22 +34,38 @@ from ..checks.harness import CheckFailure, LearnerError
 from .kernel import KernelSession
 
 DRIVER = Path(__file__).with_name("driver.py")
-MAX_ANSWER = 64 << 20         # bytes of one answer file
+MAX_ANSWER = 16 << 20         # bytes of one answer file
+MAX_CONTAINERS = 100_000      # JSON objects and lists in one answer (counted before it is parsed)
+MAX_RECEIVED = 256 << 20      # bytes of answers from one kernel, in all
+MAX_TYPES = 64                # type names the stand-ins of one notebook carry; more are all "object"
 MAX_DEPTH = 24
 _NAME = re.compile(r"[^A-Za-z0-9_. \[\]-]")
+_GRADERS_OWN = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.EIO, errno.ENOSPC}
+
+
+class GraderError(BaseException):
+    """The grader's own end of a call failed (BaseException: the checks' ``except Exception`` must
+    not blame the learner for it)."""
 
 
 class KernelObject:
     """Stands for an object the learner's function returned that is not an array or a container;
     subclasses carry the learner's type name, so messages say "got MyCache"."""
-    _types: dict = {}
 
-    @classmethod
-    def of(cls, name: str) -> "KernelObject":
+
+class KernelTypes:
+    """The stand-in classes of one notebook, one per type name, at most MAX_TYPES of them."""
+
+    def __init__(self):
+        self.types: dict[str, type] = {}
+
+    def of(self, name: str) -> KernelObject:
         name = _NAME.sub("", name)[:60] or "object"
-        if name not in cls._types:
-            cls._types[name] = type(name, (cls,), {})
-        return cls._types[name]()
+        if name not in self.types and len(self.types) >= MAX_TYPES - 1:
+            name = "object"
+        if name not in self.types:
+            self.types[name] = type(name, (KernelObject,), {})
+        return self.types[name]()
 
 
 def bad(why: str) -> LearnerError:
@@ -69,22 +91,30 @@ def read_npy(text) -> np.ndarray:
     count = math.prod(shape)
     if len(data) - f.tell() != count * dtype.itemsize:
         raise bad("an array whose bytes do not match its header")
-    flat = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
-    return np.array(flat.reshape(shape, order="F" if fortran else "C"), order="C", copy=True)
+    try:
+        flat = np.frombuffer(data, dtype=dtype, count=count, offset=f.tell())
+        return np.array(flat.reshape(shape, order="F" if fortran else "C"), order="C", copy=True)
+    except (ValueError, TypeError, MemoryError) as exc:
+        raise bad(f"an array whose header NumPy refuses (shape {shape}): {exc}") from None
 
 
-def read_answer(dir_fd: int, name: str) -> dict:
-    """The kernel's answer file, refused unless it is a plain, bounded file of JSON."""
+def read_answer(dir_fd: int, name: str, left: int = MAX_ANSWER) -> tuple[dict, int]:
+    """The kernel's answer file and its size, refused unless it is a plain file of JSON, of at most
+    MAX_ANSWER bytes and ``left`` (what is left of the kernel's MAX_RECEIVED), and MAX_CONTAINERS."""
     try:
         fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         raise bad("it wrote no answer") from None
     except OSError as exc:
+        if exc.errno in _GRADERS_OWN:
+            raise GraderError(f"the grader could not open the kernel's answer: {exc.strerror}") from None
         raise bad(f"its answer could not be opened: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_ANSWER:
-            raise bad("its answer is not a plain file of at most 64 MB")
+            raise bad(f"its answer is not a plain file of at most {MAX_ANSWER >> 20} MiB")
+        if info.st_size > left:
+            raise bad(f"its answers add up to more than {MAX_RECEIVED >> 20} MiB")
         chunks, size = [], 0
         while size <= info.st_size:
             chunk = os.read(fd, 1 << 20)
@@ -94,13 +124,16 @@ def read_answer(dir_fd: int, name: str) -> dict:
             size += len(chunk)
     finally:
         os.close(fd)
+    data = b"".join(chunks)
+    if data.count(b"{") + data.count(b"[") > MAX_CONTAINERS:
+        raise bad(f"its answer holds more than {MAX_CONTAINERS} JSON objects and lists")
     try:
-        answer = json.loads(b"".join(chunks))
+        answer = json.loads(data)
     except (ValueError, RecursionError):
         raise bad("its answer is not JSON") from None
     if not isinstance(answer, dict):
         raise bad("its answer is not a JSON object")
-    return answer
+    return answer, len(data)
 
 
 class Remote:
@@ -109,6 +142,9 @@ class Remote:
     def __init__(self, kernel: KernelSession, deadline: float):
         self.kernel, self.deadline = kernel, deadline
         self.n = 0
+        self.types = KernelTypes()
+        self.received = 0                            # bytes of answers so far
+        self.current: set[int] = set()               # ids of the grader's arrays in the call being made
         self.sent: dict[int, np.ndarray] = {}        # grader arrays the kernel holds, by id
         self.sent_ids: dict[int, int] = {}           # id(array) -> its id
         self.back: dict[int, int] = {}               # id(decoded object) -> the kernel's index
@@ -133,8 +169,10 @@ class Remote:
             return {"k": self.back[id(value)]}
         if isinstance(value, np.ndarray):
             if id(value) in self.sent_ids and self.sent[self.sent_ids[id(value)]] is value:
+                self.current.add(self.sent_ids[id(value)])
                 return {"a": self.sent_ids[id(value)]}
             aid = len(self.sent)
+            self.current.add(aid)
             self.sent[aid], self.sent_ids[id(value)] = value, aid
             buf = io.BytesIO()
             np.save(buf, value, allow_pickle=False)
@@ -181,7 +219,7 @@ class Remote:
                 value[key if isinstance(key, (str, int, float, bool, type(None))) else id(key)] = \
                     self.decode(v, depth + 1)
         elif isinstance(node.get("o"), str):
-            value = KernelObject.of(node["o"])
+            value = self.types.of(node["o"])
         else:
             raise bad("a result of unknown kind")
         self.kept.append(value)
@@ -201,7 +239,9 @@ class Remote:
         reply = self.kernel.execute(f"__sa_grader__(globals(), {json.dumps(body)!r})", self.deadline, silent=True)
         if reply.status != "ok":
             raise bad(f"the grader's call failed in the kernel: {reply.ename}: {reply.evalue[:200]}")
-        answer = read_answer(self.kernel.scratch.work_fd, f".sa-grader-{self.n}.json")
+        answer, size = read_answer(self.kernel.scratch.work_fd, f".sa-grader-{self.n}.json",
+                                   MAX_RECEIVED - self.received)
+        self.received += size
         if answer.get("token") != token or answer.get("n") != self.n:
             raise bad("its answer is not the answer to this call")
         return answer
@@ -215,19 +255,14 @@ class Remote:
         return {n: (bool(v[0]), bool(v[1]), v[2]) for n, v in found.items()}
 
     def call(self, name: str, args: tuple, kwargs: dict):
-        answer = self.request({"op": "call", "name": name, "args": [self.encode(a) for a in args],
-                               "kwargs": {k: self.encode(v) for k, v in kwargs.items()}})
-        echo = answer.get("echo")
-        if not isinstance(echo, dict) or set(echo) != {str(a) for a in self.sent}:
-            raise bad("it did not report its inputs")
-        for aid, original in self.sent.items():
-            now = read_npy(echo[str(aid)])
-            if now.shape != original.shape or now.dtype != original.dtype:
-                raise CheckFailure(f"{name} changed the shape or dtype of one of its input arrays in place "
-                                   f"(to {now.shape}, {now.dtype})\n  hint: never modify an input; compute "
-                                   f"into a new array instead")
-            if original.flags.writeable:
-                np.copyto(original, now)
+        self.current = set()
+        try:
+            body = {"op": "call", "name": name, "args": [self.encode(a) for a in args],
+                    "kwargs": {k: self.encode(v) for k, v in kwargs.items()}}
+        except (TypeError, ValueError) as exc:
+            raise GraderError(f"the checks could not send the arguments of {name}: {exc}") from None
+        answer = self.request(body)
+        self.take_inputs(name, answer.get("echo"))
         if "raised" in answer:
             raised = answer["raised"]
             if not isinstance(raised, dict):
@@ -239,6 +274,26 @@ class Remote:
         if "result" not in answer:
             raise bad("no result")
         return self.decode(answer["result"])
+
+    def take_inputs(self, name: str, echo) -> None:
+        """The kernel's report of every array the grader sent it: this call's are copied into the grader's
+        arrays (so the checks see a write into an input); an earlier call's must be unchanged, and are
+        never copied (the checks may still compute with them)."""
+        if not isinstance(echo, dict) or set(echo) != {str(a) for a in self.sent}:
+            raise bad("it did not report its inputs")
+        for aid, original in self.sent.items():
+            now = read_npy(echo[str(aid)])
+            if now.shape != original.shape or now.dtype != original.dtype:
+                raise CheckFailure(f"{name} changed the shape or dtype of one of its input arrays in place "
+                                   f"(to {now.shape}, {now.dtype})\n  hint: never modify an input; compute "
+                                   f"into a new array instead")
+            if aid in self.current:
+                if original.flags.writeable:
+                    np.copyto(original, now)
+            elif now.tobytes() != original.tobytes():
+                raise CheckFailure(f"{name} changed an array that an earlier call was given (it kept it, or a "
+                                   f"view of it, in a cache or a global and wrote into it)\n  hint: never modify "
+                                   f"an input; compute into a new array instead")
 
 
 class RemoteFunction:

@@ -181,6 +181,12 @@ for folder in ("{venv}/share/jupyter/kernels/python3", os.path.expanduser("~/.lo
     except OSError:
         pass
 ''', text="out (groups=2)", needs_bwrap=True),
+    Case("lying_npy_header", "np.save that writes a header whose shape NumPy cannot make (no bytes missing: a zero in it)",
+         '''
+import numpy as np
+np.save = lambda f, arr, allow_pickle=False, **k: np.lib.format.write_array_header_1_0(
+    f, {"descr": "<f8", "fortran_order": False, "shape": (0, 2**62, 2**62)})
+''', statuses=("error",), text="not usable"),
     Case("mkdir_result_json", "a folder where the old grader wrote its result file", '''
 import os
 for path in ("result.json", "../result.json", ".sa-grader-1.json", ".sa-grader-2.json", ".sa-grader-3.json"):
