@@ -5,6 +5,8 @@
     sa-course lab [DIR]           JupyterLab on DIR at lesson 00
     sa-course grade [...]         the grader (the options of ``python -m sa_course.grade``)
     sa-course doctor              what this machine has for the course, and how to fix what it lacks
+    sa-course release DIR         a student copy of the course, without solutions/ (instructors)
+    sa-course collect SRC DIR     an LMS download (Canvas, Moodle, a folder) as DIR/<student>/*.ipynb
 
 Exit status: 0 done; 1 a subcommand's own failure (``grade``: an exercise does not pass yet;
 ``doctor --strict``: a problem was found; ``lab``: JupyterLab is not installed); 2 bad input
@@ -64,6 +66,17 @@ def build_parser() -> Parser:
                                             "bubblewrap for grading, CIFAR-10; each problem with its fix. Exits 0 "
                                             "even when it finds problems, unless --strict.")
     check.add_argument("--strict", action="store_true", help="exit with status 1 when a problem is found")
+
+    release = commands.add_parser("release", help="a student copy of the course, without solutions/ (instructors)",
+                                  description="Write DIR/notebooks/, DIR/exercises/ (what students hand in) and "
+                                              "DIR/HANDIN.md, without solutions/. A folder that holds them is refused.")
+    release.add_argument("dir", type=Path, metavar="DIR", help="a new or empty folder")
+    gather = commands.add_parser("collect", help="an LMS download as a class folder DIR/<student>/*.ipynb (instructors)",
+                                 description="Turn an LMS download (Canvas, Moodle, or any folder of notebooks) into "
+                                             "DIR/<student>/*.ipynb, listing every file not taken and why.")
+    gather.add_argument("src", type=Path, metavar="SRC", help="the LMS download: a zip or a folder")
+    gather.add_argument("dest", type=Path, metavar="DIR", help="the class folder to write")
+    gather.add_argument("--overwrite", action="store_true", help="replace files that already exist in DIR")
     return parser
 
 
@@ -108,7 +121,13 @@ def main(argv: list[str] | None = None) -> int:
             return lab(lab_folder(args.dir), extra)
         if args.command == "doctor":
             return doctor.main(strict=args.strict)
+        if args.command == "release":
+            from sa_course.grade.release import release
+            return release(args.dir)
+        if args.command == "collect":
+            from sa_course.grade import collect
+            return collect.run(args, f"{PROG} collect")
     except UsageError as err:
         print(f"{PROG}: {err}", file=sys.stderr)
         return 2
-    parser.error("a command is needed: init, lab, grade or doctor")
+    parser.error("a command is needed: init, lab, grade, doctor, release or collect")

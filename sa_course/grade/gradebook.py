@@ -135,13 +135,13 @@ def lms(gradebook_text: str, ids: dict[str, str]) -> tuple[str, list[str]]:
     return to_csv([[points.number(c) if isinstance(c, float) else c for c in row] for row in rows]), notes
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, then a rename."""
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write ``path`` whole or not at all (text as UTF-8): a temporary file beside it, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode("utf-8") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)
