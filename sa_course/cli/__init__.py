@@ -15,7 +15,6 @@ line that names the problem and the fix, with nothing written.
 """
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import os
 import subprocess
@@ -24,17 +23,11 @@ from pathlib import Path
 
 from . import course_folder, doctor
 from .course_folder import UsageError
+from .parser import Parser
 
 DEFAULT_DIR = Path("shuffle-attention-course")
 FIRST_LESSON = "notebooks/00_overview.ipynb"
 PROG = "sa-course"
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with each error on one line: the problem, then where the help is."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> Parser:
@@ -110,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     if argv[:1] == ["grade"]:
         from sa_course.grade import cli as grade
-        return grade.main(argv[1:], prog=f"{PROG} grade", parser_class=Parser)
+        return grade.main(argv[1:], prog=f"{PROG} grade")
     args, extra = parser.parse_known_args(argv)
     if extra and args.command != "lab":
         parser.error(f"unrecognized arguments: {' '.join(extra)}")

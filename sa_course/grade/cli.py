@@ -10,10 +10,11 @@ points file): nothing graded, nothing written; 3 when the grader itself failed o
 """
 from __future__ import annotations
 
-import argparse
 import os
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+
+from sa_course.cli.parser import Parser
 
 from . import class_run, feedback, gradebook, gradescope, points, report, sandbox, tags
 from .classroom import Student, sha256
@@ -24,13 +25,6 @@ EPILOG = ("exit status: 0 every notebook passed (with --class: every student pas
           "and some notebook did not pass (with --class: or an exercise was not handed in, or a student folder "
           "was skipped); 2 usage error: nothing graded, nothing written; 3 the grader itself failed on a "
           "notebook (grader-error: grade it again).")
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse, with each error on one line: the problem, then where the help is."""
-
-    def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 class _Default(list):
