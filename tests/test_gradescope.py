@@ -9,6 +9,7 @@ format, field by field; the field names and values below are written from that d
 """
 import json
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -34,24 +35,41 @@ TEST_FIELDS = {"score", "max_score", "status", "name", "name_format", "number", 
 VISIBILITY = {"hidden", "after_due_date", "after_published", "visible"}
 FORMATS = {"text", "simple_format", "html", "md", "ansi"}
 CHOSEN = {"visibility": "after_published", "stdout_visibility": "after_due_date"}
+POINTS_FILE = """
+[03_spatial_gate]
+groupnorm = 1.5
+spatial_gate = 1.5
+
+[05_sa_layer]
+sa_layer = 4
+"""
+MAX_SCORES = {**{name: e.points for name, e in EXERCISES.items()}, "05_sa_layer": 4}     # with POINTS_FILE
 
 
 @pytest.fixture(scope="module")
 def autograder(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("zip") / "autograder.zip"
+    folder = tmp_path_factory.mktemp("zip")
+    (folder / "points.toml").write_text(POINTS_FILE)
+    out = folder / "autograder.zip"
     code = course_cli.main(["grade", "--gradescope-autograder", str(out), "--timeout", "40",
+                            "--points", str(folder / "points.toml"),
                             "--visibility", CHOSEN["visibility"], "--stdout-visibility", CHOSEN["stdout_visibility"]])
     assert code == 0 and out.is_file()
     return out
 
 
-def _notebook(source: Path, exercise_cell: str | None = None) -> bytes:
-    """A solution notebook, or one whose exercise cell is replaced."""
+def _notebook(source: Path, cell: str | None = None, defining: str = "") -> bytes:
+    """A solution notebook, or one whose exercise cell (the one defining ``defining``) is replaced."""
     nb = nbformat.read(source, as_version=4)
-    for cell in nb.cells:
-        if exercise_cell is not None and "exercise" in cell.metadata.get("tags", []):
-            cell.source = exercise_cell
+    for c in nb.cells:
+        if cell is not None and "exercise" in c.metadata.get("tags", []) and f"def {defining}" in c.source:
+            c.source = cell
     return nbformat.writes(nb).encode()
+
+
+def _source(notebook: Path, defining: str) -> str:
+    """The source of the notebook's cell that defines ``defining``."""
+    return next(c.source for c in nbformat.read(notebook, as_version=4).cells if f"def {defining}" in c.source)
 
 
 def run_autograder(zip_path: Path, tmp: Path, files: dict[str, bytes], python: str = sys.executable,
@@ -93,7 +111,7 @@ def check_format(results: dict) -> dict[str, dict]:
         assert (test["status"] == "passed") == (test["score"] == test["max_score"])
         tests[test["name"].split(":")[0]] = test
     assert list(tests) == list(EXERCISES), "one test per exercise, in the course's order"
-    assert [t["max_score"] for t in tests.values()] == [e.points for e in EXERCISES.values()]
+    assert {e: t["max_score"] for e, t in tests.items()} == MAX_SCORES
     assert len({t["number"] for t in tests.values()}) == len(tests)
     assert results["score"] == pytest.approx(sum(t["score"] for t in tests.values()))
     assert f"protection: {sandbox.isolation().level}" in results["output"]
@@ -104,16 +122,20 @@ def test_the_zip_holds_the_scripts_the_wheel_the_pins_and_the_exercises_configur
     with zipfile.ZipFile(autograder) as z:
         names = z.namelist()
         wheel = next(n for n in names if n.endswith(".whl"))
-        assert sorted(names) == sorted(["setup.sh", "run_autograder", wheel, "constraints.txt", gradescope.CONFIG])
+        assert sorted(names) == sorted(["setup.sh", "run_autograder", wheel, "constraints.txt", gradescope.CONFIG,
+                                        gradescope.POINTS])
         for script in ("setup.sh", "run_autograder"):
             assert stat.S_IMODE(z.getinfo(script).external_attr >> 16) & 0o111, f"{script} is not executable"
         assert z.read("constraints.txt") == (ROOT / "constraints.txt").read_bytes()
         config = json.loads(z.read(gradescope.CONFIG))
+        table = json.loads(z.read(gradescope.POINTS))
         (Path(autograder.parent) / wheel).write_bytes(z.read(wheel))
     with zipfile.ZipFile(autograder.parent / wheel) as w:
         assert "sa_course/grade/autograder.py" in w.namelist()        # what run_autograder runs
     assert {k: config[k] for k in CHOSEN} == CHOSEN and config["strict"] is True and config["timeout"] == 40
-    assert {n: e["points"] for n, e in config["exercises"].items()} == {n: e.points for n, e in EXERCISES.items()}
+    assert config["exercises"] == list(EXERCISES)
+    assert table["03_spatial_gate"] == {"groupnorm": 1.5, "spatial_gate": 1.5}
+    assert {name: sum(checks.values()) for name, checks in table.items()} == MAX_SCORES
 
 
 def test_setup_sh_installs_python_bubblewrap_and_the_course_at_its_pins(autograder):
@@ -147,11 +169,22 @@ def test_a_correct_submission_gets_every_point_of_what_it_submitted(autograder, 
         assert tests[missing]["score"] == 0 and tests[missing]["output"].startswith("not submitted")
 
 
-def test_a_wrong_submission_fails_with_the_graders_message(autograder, tmp_path):
-    results, _ = run_autograder(autograder, tmp_path, {"04_shuffle.ipynb": _notebook(SOLUTIONS / "04_shuffle.ipynb", WRONG)})
+def test_a_wrong_submission_fails_with_the_graders_message_and_no_reference_value(autograder, tmp_path):
+    spatial = SOLUTIONS / "03_spatial_gate.ipynb"
+    twice = (_source(spatial, "spatial_gate_forward") + "\n\n_right = spatial_gate_forward\n\n"
+             "def spatial_gate_forward(*args, **kwargs):\n    y1, cache = _right(*args, **kwargs)\n    return 2 * y1, cache\n")
+    results, _ = run_autograder(autograder, tmp_path, {
+        "04_shuffle.ipynb": _notebook(SOLUTIONS / "04_shuffle.ipynb", WRONG, "channel_shuffle_forward"),
+        "03_spatial_gate.ipynb": _notebook(spatial, twice, "spatial_gate_forward")})
     tests = check_format(results)
-    assert results["score"] == 0 and tests["04_shuffle"]["status"] == "failed"
-    assert tests["04_shuffle"]["output"].startswith("fail: ") and "values differ" in tests["04_shuffle"]["output"]
+    shuffle, gate = tests["04_shuffle"], tests["03_spatial_gate"]
+    assert shuffle["score"] == 0 and shuffle["status"] == "failed"
+    assert shuffle["output"].startswith("fail: ") and "values differ" in shuffle["output"]
+    assert "hint:" in shuffle["output"] and not re.search(r"expected -?\d", shuffle["output"])
+    assert gate["score"] == 1.5 and gate["status"] == "failed"             # GroupNorm's points, not the gate's
+    assert "groupnorm: pass" in gate["output"] and "spatial_gate: fail" in gate["output"]
+    assert results["score"] == 1.5
+
 
 
 def test_a_hostile_submission_cannot_touch_the_results(autograder, tmp_path):
@@ -163,7 +196,7 @@ def test_a_hostile_submission_cannot_touch_the_results(autograder, tmp_path):
         (root / "results").mkdir()
         (root / "results" / "keep.txt").write_text("do not touch")
     source = WRONG + case.source.replace("{canary}", str(tmp_path / "autograder" / "results"))
-    results, root = run_autograder(autograder, tmp_path, {"04_shuffle.ipynb": _notebook(SOLUTIONS / "04_shuffle.ipynb", source)},
+    results, root = run_autograder(autograder, tmp_path, {"04_shuffle.ipynb": _notebook(SOLUTIONS / "04_shuffle.ipynb", source, "channel_shuffle_forward")},
                                    before=plant)
     tests = check_format(results)
     assert results["score"] == 0 and tests["04_shuffle"]["output"].split(":")[0] in case.statuses

@@ -2,20 +2,23 @@
 
 ``run_autograder`` (written by :mod:`~sa_course.grade.gradescope`) calls it with the root Gradescope
 gives (``GRADESCOPE_ROOT`` in tests). It reads the instructor's choices from
-``ROOT/source/sa-course-autograder.json``, finds the notebooks under ``ROOT/submission`` (in
-sub-folders too; links, hidden folders and Jupyter's checkpoints are skipped), matches each to an
-exercise by its metadata (else by its file name, as the grader does), grades one notebook per
-exercise with the grader's ``--strict`` mode, each in a fresh sandboxed kernel, and writes
-``ROOT/results/results.json`` in Gradescope's format (its field names):
+``ROOT/source/sa-course-autograder.json`` and the points per check from ``ROOT/source/points.json``
+(:mod:`~.points`), finds the notebooks under ``ROOT/submission`` (in sub-folders too: students
+upload zips; links, hidden folders and ``__MACOSX`` are skipped), matches each to an exercise and
+picks one per exercise as class grading does (:func:`~.classroom.exercise_of`,
+:func:`~.classroom.choose`), grades them with the grader's ``--strict`` mode, each in a fresh
+sandboxed kernel, and writes ``ROOT/results/results.json`` in Gradescope's format (its field names):
 
 - ``score``: the total, the sum of the tests' scores; ``execution_time``: seconds;
-- ``output``: the grader's version, the protection it found (bwrap, setuid or none) and every file
-  that was not graded, with the reason; ``visibility`` and ``stdout_visibility``: the instructor's;
-- ``tests``: one per exercise, in the course's order: ``name``, ``number``, ``score``,
-  ``max_score`` (the exercise's points), ``status`` (``passed`` or ``failed``), ``output`` (the
-  grader's status and message with its hint, as in the grader's table: strict grading shows no
-  reference value) and ``visibility``. An exercise with no notebook scores 0 and says it was not
-  submitted;
+- ``output``: the course's version, the protection the grader found (bwrap, setuid or none) and
+  every notebook that was not graded, with the reason; ``visibility`` and ``stdout_visibility``:
+  the instructor's; ``extra_data``: the audit (time, version, protection) and each graded
+  notebook's SHA-256;
+- ``tests``: one per exercise of the assignment, in the course's order: ``name``, ``number``,
+  ``score`` (per check that passed), ``max_score`` (the exercise's points), ``status`` (``passed``
+  or ``failed``), ``output`` (the grader's status and message with its hint, with no reference
+  value, as on a strict feedback page: :func:`~.feedback.message`) and ``visibility``. An exercise
+  with no notebook scores 0 and says it was not submitted;
 - every text is shown as text (``output_format``, ``test_output_format``, ``test_name_format``:
   ``text``), so a file name or message is never read as HTML.
 
@@ -33,15 +36,15 @@ import traceback
 from pathlib import Path
 
 from ..checks import EXERCISES
-from . import notebook, report, sandbox
+from . import classroom, feedback, notebook, points, report, sandbox
 from .cli import grade_all
-from .gradescope import CONFIG, DISTRIBUTION, VISIBILITIES
+from .gradescope import CONFIG, DISTRIBUTION, POINTS, VISIBILITIES
+from .names import shown
 from .runner import Options, Row, clean
 
 JOBS = 2                  # notebooks graded at once, at most: one where the container has less than two cores
 MAX_ENTRIES = 2000        # files and folders of a submission looked at
 MAX_DEPTH = 12            # folders inside folders
-MAX_NOTEBOOKS = 20        # notebooks read to find the exercises
 
 
 def cores(cgroup: Path = Path("/sys/fs/cgroup")) -> float:
@@ -70,18 +73,15 @@ def read_config(path: Path) -> dict:
         if not isinstance(cfg.get(key), (int, float)) or cfg[key] <= 0:
             raise ValueError(f"{path.name}: {key}={cfg.get(key)!r} must be a positive number")
     exercises = cfg.get("exercises")
-    if not isinstance(exercises, dict) or not exercises or set(exercises) - set(EXERCISES):
-        raise ValueError(f"{path.name}: 'exercises' must map some of {list(EXERCISES)} to their points")
-    for name, spec in exercises.items():
-        points = spec.get("points") if isinstance(spec, dict) else None
-        if not isinstance(points, (int, float)) or points < 0:
-            raise ValueError(f"{path.name}: exercises.{name}.points={points!r} must be a number >= 0")
+    if not isinstance(exercises, list) or not exercises or not set(exercises) <= set(EXERCISES) \
+            or len(set(exercises)) < len(exercises):
+        raise ValueError(f"{path.name}: 'exercises' must list some of {', '.join(EXERCISES)}, each once")
     return cfg
 
 
 def _shown(path: Path, folder: Path) -> str:
-    """A submitted file's name as the student sees it: relative to the submission, as plain text."""
-    return clean(str(path.relative_to(folder)), 200).replace("\n", " ")
+    """A submitted file's name as the student sees it: relative to the submission, escaped."""
+    return shown(str(path.relative_to(folder)))
 
 
 def submitted(folder: Path) -> tuple[list[Path], list[str]]:
@@ -103,62 +103,58 @@ def submitted(folder: Path) -> tuple[list[Path], list[str]]:
                 continue
             if path.is_symlink():
                 notes.append(f"{_shown(path, folder)}: not graded: a link, not a file")
-            elif len(found) == MAX_NOTEBOOKS:
-                notes.append(f"{_shown(path, folder)}: not graded: more than {MAX_NOTEBOOKS} notebooks")
+            elif not path.is_file():
+                notes.append(f"{_shown(path, folder)}: not graded: not a regular file")
+            elif len(found) == classroom.MAX_NOTEBOOKS:
+                notes.append(f"{_shown(path, folder)}: not graded: more than {classroom.MAX_NOTEBOOKS} notebooks")
             else:
                 found.append(path)
     return found, notes
 
 
 def match(paths: list[Path], folder: Path) -> tuple[dict[str, Path], list[str]]:
-    """One notebook per exercise, by its metadata (else its name); a note for every other notebook.
-    Of two for the same exercise, a readable one beats one that is not, then the file named
-    exactly like the exercise's (``04_shuffle.ipynb``), then the first by name."""
+    """One notebook per exercise, chosen as in class grading; a note for every other notebook."""
     candidates, notes = {}, []
     for path in paths:
-        try:
-            exercise, problem = notebook.read(path).exercise, None
-        except notebook.BadNotebook as exc:
-            exercise, problem = next((e for e in EXERCISES if path.name[:3] == e[:3]), None), str(exc)
+        exercise, problem = classroom.exercise_of(path)
         if exercise is None:
-            why = problem or "not an exercise notebook: no sa_course metadata, and its name does not start like " \
-                             "one of " + ", ".join(EXERCISES)
+            why = problem or ("not an exercise notebook: no sa_course metadata, and its name does not start "
+                              f"like one of {', '.join(EXERCISES)}")
             notes.append(f"{_shown(path, folder)}: not graded: {why}")
             continue
-        rank = (problem is not None, path.name != f"{exercise}.ipynb", str(path))
-        candidates.setdefault(exercise, []).append((rank, path))
+        candidates.setdefault(exercise, []).append((path, exercise, problem, path.lstat().st_mtime))
     chosen = {}
-    for exercise, options in candidates.items():
-        options.sort()
-        chosen[exercise] = options[0][1]
-        notes += [f"{_shown(p, folder)}: not graded: also exercise {exercise}, for which "
-                  f"{_shown(chosen[exercise], folder)} was graded (one notebook per exercise)" for _, p in options[1:]]
+    for exercise in [e for e in EXERCISES if e in candidates]:
+        (path, *_), why, others = classroom.choose(exercise, candidates[exercise])
+        chosen[exercise] = path
+        notes += [f"{_shown(p, folder)}: not graded: another notebook for exercise {exercise} counted "
+                  f"({_shown(path, folder)}: {why})" for p, *_ in others]
     return chosen, notes
 
 
-def test_result(number: int, exercise: str, spec: dict, row: Row | None, shown: str, visibility: str) -> dict:
-    """One exercise as a Gradescope test; its score is the grader's fraction of the configured points."""
-    points = float(spec["points"])
+def test_result(number: int, exercise: str, most: float, row: Row | None, shown_as: str, visibility: str) -> dict:
+    """One exercise as a Gradescope test, worth ``most`` points."""
     if row is None:
         score, status = 0.0, "failed"
         output = (f"not submitted: no notebook in your submission is exercise {exercise} (the course's "
                   f"exercises/{exercise}.ipynb, with your code in it)")
     else:
-        score = points * row.points / row.max_points if row.max_points else 0.0
-        status = "passed" if row.status == "pass" else "failed"
-        output = f"{row.status}: {row.message}\n(graded: {shown})"
-    return {"name": f"{exercise}: {spec['title']}", "number": str(number), "score": score, "max_score": points,
-            "status": status, "output": output, "visibility": visibility}
+        score, status = float(min(row.points, most)), "passed" if row.status == "pass" else "failed"
+        output = f"{row.status}: {feedback.message(row.message, strict=True)}\n(graded: {shown_as})"
+    return {"name": f"{exercise}: {EXERCISES[exercise].title}", "number": str(number), "score": score,
+            "max_score": float(most), "status": status, "output": output, "visibility": visibility}
 
 
-def results(cfg: dict, rows: dict[str, Row], shown: dict[str, str], notes: list[str], iso, seconds: float) -> dict:
-    """results.json: the total, one test per configured exercise, and what Gradescope shows when."""
-    tests = [test_result(i, name, spec, rows.get(name), shown.get(name, ""), cfg["visibility"])
-             for i, (name, spec) in enumerate(cfg["exercises"].items(), start=1)]
+def results(cfg: dict, table: points.Table, rows: dict[str, Row], graded: dict[str, dict], notes: list[str],
+            iso, seconds: float) -> dict:
+    """results.json: the total, one test per exercise of the assignment, and what Gradescope shows when."""
+    tests = [test_result(i, name, points.number(sum(table[name].values())), rows.get(name),
+                         graded.get(name, {}).get("file", ""), cfg["visibility"])
+             for i, name in enumerate(cfg["exercises"], start=1)]
     total, most = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
-    lines = [f"{DISTRIBUTION} {cfg['version']}, strict grading: {total:g}/{most:g} points.",
-             report.protection(iso)]
-    lines += [f"{shown[name]}: exercise {name}, {row.status}" for name, row in rows.items()]
+    lines = [f"{DISTRIBUTION} {cfg['version']}, strict grading: {points.number(total)}/{points.number(most)} "
+             f"points.", report.protection(iso)]
+    lines += [f"{graded[name]['file']}: exercise {name}, {row.status}" for name, row in rows.items()]
     lines += notes
     if not rows:
         lines.append("No exercise notebook was found in your submission: upload the exercise notebooks "
@@ -166,27 +162,28 @@ def results(cfg: dict, rows: dict[str, Row], shown: dict[str, str], notes: list[
     return {"score": total, "execution_time": round(seconds), "output": "\n".join(lines),
             "output_format": "text", "test_output_format": "text", "test_name_format": "text",
             "visibility": cfg["visibility"], "stdout_visibility": cfg["stdout_visibility"],
-            "extra_data": {"course_version": cfg["version"], "strict": True, "protection": iso.level,
-                           "graded": shown},
-            "tests": tests}
+            "extra_data": {**report.audit(iso, True), "graded": graded}, "tests": tests}
 
 
 def grade_submission(root: Path, start: float) -> dict:
     """Grade ROOT/submission with ROOT/source's configuration; results.json's content."""
     cfg = read_config(root / "source" / CONFIG)
+    table = points.load(root / "source" / POINTS)
     folder = root / "submission"
     paths, notes = submitted(folder) if folder.is_dir() else ([], ["the submission folder is missing"])
     chosen, more = match(paths, folder)
-    more += [f"{_shown(p, folder)}: not graded: exercise {e} is not part of this assignment"
-             for e, p in chosen.items() if e not in cfg["exercises"]]
+    notes += more + [f"{_shown(p, folder)}: not graded: exercise {e} is not part of this assignment"
+                     for e, p in chosen.items() if e not in cfg["exercises"]]
     chosen = {e: p for e, p in chosen.items() if e in cfg["exercises"]}
     iso = sandbox.isolation()
-    options = Options(timeout=cfg["timeout"], memory_gib=cfg["memory_gib"], strict=True)
+    options = Options(timeout=cfg["timeout"], memory_gib=cfg["memory_gib"], strict=True, points=table)
     names = list(chosen)
     rows = dict(zip(names, grade_all([chosen[e] for e in names], options, max(1, min(JOBS, int(cores()))))))
     print(report.format_table(list(rows.values()), 100, report.protection(iso)))
-    return results(cfg, rows, {e: _shown(p, folder) for e, p in chosen.items()}, notes + more, iso,
-                   time.monotonic() - start)
+    graded = {e: {"file": _shown(p, folder), "status": rows[e].status,
+                  "sha256": classroom.sha256(p) if p.stat().st_size <= notebook.MAX_BYTES else None}
+              for e, p in chosen.items()}
+    return results(cfg, table, rows, graded, notes, iso, time.monotonic() - start)
 
 
 def failure(exc: BaseException, start: float) -> dict:

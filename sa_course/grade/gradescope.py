@@ -10,8 +10,10 @@ The zip holds, at its root:
     run_autograder                 runs :mod:`sa_course.grade.autograder` with VENV's Python
     shuffle_attention_course-*.whl the course, built here from its source
     constraints.txt                the pins the stored outputs were made with
-    sa-course-autograder.json      the exercises' points, the time and memory limits, and the
+    sa-course-autograder.json      the assignment's exercises, the time and memory limits, and the
                                    visibility the instructor chose (CONFIG)
+    points.json                    points per check (POINTS): ``--points FILE``'s table, else the
+                                   course's (:mod:`~.points`)
 
 The wheel is built from the source tree this module belongs to (a clone, or an editable
 install): the sdist first, then the wheel from it, as ``python -m build`` does, so nothing
@@ -33,9 +35,11 @@ from email.parser import Parser
 from pathlib import Path
 
 from ..checks import EXERCISES
+from . import points
 
 DISTRIBUTION = "shuffle-attention-course"
 CONFIG = "sa-course-autograder.json"
+POINTS = "points.json"
 VENV = "/opt/shuffle-attention-course"          # where setup.sh installs the course on Gradescope
 PYTHON_VARIABLE = "SA_GRADESCOPE_PYTHON"        # run_autograder's Python, when not VENV's (tests)
 ROOT_VARIABLE = "GRADESCOPE_ROOT"               # the autograder's root, when not /autograder (tests)
@@ -177,11 +181,10 @@ def run_script() -> str:
 
 
 def config(version: str, visibility: str, stdout_visibility: str, timeout: float, memory_gib: float) -> dict:
-    """What run_autograder reads: the exercises' points and the instructor's choices."""
+    """What run_autograder reads besides the points: the assignment's exercises and the instructor's choices."""
     return {"course": DISTRIBUTION, "version": version, "strict": True,
             "visibility": visibility, "stdout_visibility": stdout_visibility,
-            "timeout": timeout, "memory_gib": memory_gib,
-            "exercises": {name: {"title": e.title, "points": e.points} for name, e in EXERCISES.items()}}
+            "timeout": timeout, "memory_gib": memory_gib, "exercises": list(EXERCISES)}
 
 
 def _exists(out: Path) -> AutograderError:
@@ -211,9 +214,14 @@ def write_zip(out: Path, files: dict[str, tuple[bytes, int]], overwrite: bool) -
             os.unlink(tmp)
 
 
+def _json(data: dict) -> bytes:
+    return (json.dumps(data, indent=2) + "\n").encode()
+
+
 def build(out: Path, visibility: str = "visible", stdout_visibility: str = "hidden", timeout: float = 60,
-          memory_gib: float = 4, overwrite: bool = False) -> list[str]:
-    """Write the autograder zip to ``out``; returns the names in it."""
+          memory_gib: float = 4, table: points.Table | None = None, overwrite: bool = False) -> list[str]:
+    """Write the autograder zip to ``out``, with the points ``table`` (None: the course's); returns
+    the names in it."""
     out = Path(out)
     if out.exists() and not overwrite:       # before the build: a refusal costs nothing
         raise _exists(out)
@@ -229,8 +237,8 @@ def build(out: Path, visibility: str = "visible", stdout_visibility: str = "hidd
             "run_autograder": (run_script().encode(), 0o755),
             wheel.name: (wheel.read_bytes(), 0o644),
             "constraints.txt": (constraints, 0o644),
-            CONFIG: ((json.dumps(config(version, visibility, stdout_visibility, timeout, memory_gib), indent=2)
-                      + "\n").encode(), 0o644),
+            CONFIG: (_json(config(version, visibility, stdout_visibility, timeout, memory_gib)), 0o644),
+            POINTS: (_json(points.defaults() if table is None else table), 0o644),
         }
     write_zip(out, files, overwrite)
     return list(files)
@@ -252,17 +260,18 @@ def add_arguments(parser) -> None:
 
 def main(args, parser) -> int:
     """``--gradescope-autograder OUT.zip``: write the zip, say what is in it."""
-    if args.class_dir or args.paths != ["exercises"]:
+    if args.class_dir or list(args.paths) != ["exercises"]:
         parser.error("--gradescope-autograder writes the autograder and grades nothing: leave out --class "
                      "and the notebooks")
     out = Path(args.gradescope_autograder)
     try:
-        names = build(out, args.visibility, args.stdout_visibility, args.timeout, args.memory, args.overwrite)
-    except AutograderError as err:
+        table = points.load(args.points)
+        names = build(out, args.visibility, args.stdout_visibility, args.timeout, args.memory, table, args.overwrite)
+    except (AutograderError, points.PointsError) as err:
         parser.error(str(err))
-    total = sum(e.points for e in EXERCISES.values())
+    total = points.number(sum(sum(checks.values()) for checks in table.values()))
     print(f"wrote {out}: {', '.join(names)}")
-    print(f"{len(EXERCISES)} exercises, {total} points (the assignment's total on Gradescope); strict grading, "
+    print(f"{len(table)} exercises, {total} points (the assignment's total on Gradescope); strict grading, "
           f"{args.timeout:g} s and {args.memory:g} GiB per notebook; results visible: {args.visibility}, "
           f"printed output: {args.stdout_visibility}. Upload it as the assignment's autograder "
           f"(docs/instructors.md, Gradescope).")
