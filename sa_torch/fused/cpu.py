@@ -27,33 +27,28 @@ sums shifted by each channel's first value, so a mean far from zero costs no acc
 float32 uses a polynomial exp that the compiler vectorises (Cephes ``expf``, about 2 ulp);
 float64 uses libm's ``exp``.
 
-The C source, ``cpu.c`` beside this module (shipped with the package), is compiled with the
-system C compiler (``$CC``, else ``cc``) into ``$SA_TORCH_CACHE`` (default
-``~/.cache/sa_torch``), keyed by a hash of source, flags and CPU, in about a second, and loaded
-with ctypes. Threads: OpenMP, as many as
-``torch.get_num_threads()`` (fewer for maps under ``GRAIN`` values a thread, as ATen does),
-over rows (NCHW) or images (channels_last), in torch's own OpenMP runtime (the library asks
-for ``libgomp.so.1``, which torch has already loaded). :func:`available` is False where no
-compiler works (or ``SA_TORCH_CPU_KERNELS=0``); :mod:`sa_torch.fused` then uses torch ops.
+The C source, ``cpu.c`` beside this module (shipped with the package), is compiled on first use
+by :mod:`sa_torch.fused.build` (the system C compiler with OpenMP, a cache keyed by the CPU, so
+that ``-march=native`` never reaches another machine) and loaded with ctypes. Threads: OpenMP,
+as many as ``torch.get_num_threads()`` (fewer for maps under ``GRAIN`` values a thread, as ATen
+does), over rows (NCHW) or images (channels_last), in torch's own OpenMP runtime (the library
+asks for ``libgomp.so.1``, which torch has already loaded). :func:`available` is False where the
+kernels cannot be built (said once, in a warning naming the reason and the fix) or with
+``SA_TORCH_CPU_KERNELS=0``; :mod:`sa_torch.fused` then uses torch ops.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import platform
-import subprocess
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 
+from . import build
 from .rows import Coef
 
 SOURCE = Path(__file__).with_name("cpu.c")
-# -fno-trapping-math lets gcc vectorise the sigmoid loops (it does not touch denormals or NaNs)
-FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fopenmp", "-fPIC", "-shared"]
 _DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 STORES_GATE = False                # recomputing the gate is cheaper than a fresh map a layer
 GRAIN = 32768                      # values per thread at least, as ATen's parallel_for
@@ -61,47 +56,20 @@ _libraries: dict | None = None
 _failure: str | None = None
 
 
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((line for line in f if line.startswith(("model name", "flags"))), "")
-    except OSError:
-        return platform.processor()
-
-
-def _build(kind: str) -> ctypes.CDLL:
-    """Compile (or find in the cache) the library for ``kind`` ('f32' or 'f64') and load it."""
-    cc = os.environ.get("CC", "cc")
-    flags = FLAGS + (["-DSA_DOUBLE"] if kind == "f64" else [])
-    source = SOURCE.read_text()
-    key = hashlib.sha256("\n".join([source, cc, *flags, platform.machine(), _cpu_name()]).encode())
-    cache = Path(os.environ.get("SA_TORCH_CACHE", Path.home() / ".cache" / "sa_torch"))
-    path = cache / f"sa_cpu_{kind}_{key.hexdigest()[:16]}.so"
-    if not path.exists():
-        cache.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=cache) as tmp:
-            src, lib = Path(tmp) / "sa_cpu.c", Path(tmp) / "sa_cpu.so"
-            src.write_text(source)
-            subprocess.run([cc, *flags, str(src), "-o", str(lib), "-lm"], check=True, capture_output=True,
-                           text=True, timeout=120)
-            os.replace(lib, path)                  # atomic: a parallel process sees all or nothing
-    return ctypes.CDLL(str(path))
-
-
 def available() -> bool:
-    """Whether the C kernels can run here (compiling them on the first call)."""
+    """Whether the C kernels can run here (building them on the first call)."""
     global _libraries, _failure
     if _libraries is None and _failure is None:
         if os.environ.get("SA_TORCH_CPU_KERNELS", "1") == "0":
             _failure = "SA_TORCH_CPU_KERNELS=0"
         else:
             try:
-                _libraries = {kind: _build(kind) for kind in _DTYPES.values()}
-            except (OSError, subprocess.SubprocessError) as err:
-                detail = getattr(err, "stderr", "") or str(err)
-                _failure = f"{type(err).__name__}: {detail.strip()[:500]}"
-                warnings.warn(f"sa_torch: the C kernels for the CPU did not build ({_failure}); the fast SA "
-                              f"path uses torch ops instead", RuntimeWarning, stacklevel=2)
+                _libraries = {kind: build.load(SOURCE, kind) for kind in _DTYPES.values()}
+            except (build.BuildError, OSError) as err:
+                _failure = str(err) if isinstance(err, build.BuildError) else f"{type(err).__name__}: {err}"
+                warnings.warn(f"sa_torch: the C kernels for the CPU are not used: {_failure}. The fast SA path "
+                              f"runs torch ops instead (slower); to use the kernels, {build.FIX}.",
+                              RuntimeWarning, stacklevel=2)
     return _libraries is not None
 
 
