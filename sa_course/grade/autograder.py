@@ -132,7 +132,7 @@ def match(paths: list[Path], folder: Path) -> tuple[dict[str, Path], list[str]]:
     return chosen, notes
 
 
-def test_result(number: int, exercise: str, most: float, row: Row | None, shown_as: str, visibility: str) -> dict:
+def exercise_test(number: int, exercise: str, most: float, row: Row | None, shown_as: str, visibility: str) -> dict:
     """One exercise as a Gradescope test, worth ``most`` points."""
     if row is None:
         score, status = 0.0, "failed"
@@ -148,7 +148,7 @@ def test_result(number: int, exercise: str, most: float, row: Row | None, shown_
 def results(cfg: dict, table: points.Table, rows: dict[str, Row], graded: dict[str, dict], notes: list[str],
             iso, seconds: float) -> dict:
     """results.json: the total, one test per exercise of the assignment, and what Gradescope shows when."""
-    tests = [test_result(i, name, points.number(sum(table[name].values())), rows.get(name),
+    tests = [exercise_test(i, name, points.number(sum(table[name].values())), rows.get(name),
                          graded.get(name, {}).get("file", ""), cfg["visibility"])
              for i, name in enumerate(cfg["exercises"], start=1)]
     total, most = sum(t["score"] for t in tests), sum(t["max_score"] for t in tests)
