@@ -240,6 +240,11 @@ def test_the_zip_is_never_overwritten_without_being_asked(autograder, capsys):
     assert info.value.code == 2 and "pass --overwrite" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         course_cli.main(["grade", "--gradescope-autograder", str(autograder), "--overwrite", "--class", "x"])
+    bad = autograder.parent / "bad.toml"
+    bad.write_text("[03_spatial_gate]\nspatial = 1\n")
+    with pytest.raises(SystemExit) as info:
+        course_cli.main(["grade", "--gradescope-autograder", str(autograder), "--overwrite", "--points", str(bad)])
+    assert info.value.code == 2 and "03_spatial_gate.spatial is not a check" in capsys.readouterr().err
     assert autograder.read_bytes() == before
 
 
