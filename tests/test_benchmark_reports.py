@@ -10,7 +10,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SCRIPTS = ["bench_sa.py", "bench_train_cpu.py", "bench_compile_cpu.py", "profile_train_cpu.py",
-           "time_to_accuracy.py", "sa_overhead_cpu.py", "triton_kernels.py", "gpu_smoke.py"]
+           "time_to_accuracy.py", "sa_overhead_cpu.py", "triton_kernels.py", "gpu_smoke.py", "grade_class.py"]
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess:

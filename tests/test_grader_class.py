@@ -290,3 +290,25 @@ def test_a_progress_bar_on_a_terminal_and_none_in_a_pipe(tmp_path):
     piped = subprocess.run([sys.executable, "-m", "sa_course.grade", *args, "--overwrite"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert piped.returncode == 1 and "3/3" not in piped.stdout + piped.stderr and "\r" not in piped.stderr
+
+
+def test_the_lms_file_and_a_bad_points_file_from_the_command_line(tmp_path, capsys):
+    room = tmp_path / "room"
+    for name in ("ann", "=ben"):
+        _copy(ROOT / "exercises" / "04_shuffle.ipynb", room / name / "04_shuffle.ipynb")   # no kernel needed
+    (tmp_path / "ids.csv").write_text("Student,ID\nann,0031337\n=ben,+44 7\n")
+    args = ["--class", str(room), "--gradebook", str(tmp_path / "g.csv"), "--reports", str(tmp_path / "r"),
+            "--feedback", str(tmp_path / "f")]
+    bad = tmp_path / "points.toml"
+    bad.write_text("[04_shuffle]\nshuffle = -2\n")
+    with pytest.raises(SystemExit) as info:
+        grade.main([*args, "--points", str(bad)])
+    err = capsys.readouterr().err.strip()
+    assert info.value.code == 2 and len(err.splitlines()) == 1 and "04_shuffle.shuffle = -2" in err
+    assert not (tmp_path / "g.csv").exists()
+    with pytest.raises(SystemExit):
+        grade.main([*args, "--lms-csv", str(tmp_path / "lms.csv")])           # without the map
+    assert grade.main([*args, "--lms-csv", str(tmp_path / "lms.csv"), "--lms-ids", str(tmp_path / "ids.csv")]) == 1
+    assert (tmp_path / "lms.csv").read_text().splitlines() == [
+        '"id","student","total","max","01_grouping","02_channel_gate","03_spatial_gate","04_shuffle","05_sa_layer"',
+        '"+44 7","\'=ben",0,10,0,0,0,0,0', '"0031337","ann",0,10,0,0,0,0,0']
