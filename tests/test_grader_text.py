@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from sa_course.grade import feedback, gradebook, points
+from sa_course.grade import feedback, gradebook, points, report
 from sa_course.grade.classroom import Student, Submission
 from sa_course.grade.names import csv_cell, file_name, lookalikes, shown
 from sa_course.grade.runner import Row
@@ -129,3 +129,12 @@ def test_gradebook_cells_hold_no_formula_whatever_the_message(tmp_path):
     res.notes = ["\uff1dcmd|' /C calc'!A0"]
     rows = list(csv.reader(io.StringIO(gradebook.gradebook([res]))))
     assert all(not cell.lstrip(" \u00a0\u200b")[:1] in "=+-@\uff1d" for cell in rows[1] if not cell[:1].isdigit())
+
+
+def test_a_lone_surrogate_from_a_kernel_or_a_file_name_is_written_and_printed(tmp_path, capsys):
+    row = Row("04_shuffle", os.fsdecode(b"ada/04\xff.ipynb"), "error", 0, 1, "your code raised KeyError: '\udc80'")
+    print(report.format_table([row]))
+    assert "04\\xff" in capsys.readouterr().out
+    res = _result(os.fsdecode(b"ada\xff"), {"04_shuffle": row})
+    gradebook.atomic_write(tmp_path / "page.html", feedback.page(res, strict=True))
+    assert "\\udc80" in (tmp_path / "page.html").read_text()

@@ -100,16 +100,16 @@ def summary(results: list[Result]) -> str:
 def run(args, parser, options: Options, iso, grade_all) -> int:
     folder = Path(args.class_dir)
     if not folder.is_dir():
-        parser.error(f"--class {folder}: not a folder")
+        parser.error(f"--class {shown(str(folder))}: not a folder")
     room = classroom.scan(folder)
     if not room.students:
-        parser.error(f"--class {folder}: no student folders in it (DIR/<student>/*.ipynb)")
+        parser.error(f"--class {shown(str(folder))}: no student folders in it (DIR/<student>/*.ipynb)")
     alike = lookalikes([s.name for s in room.students])
     results = [Result(s, {}, options.points, file_name(s.name, s.name in alike)) for s in room.students]
     if args.only is not None:
         results = [r for r in results if args.only in (r.student.name, r.student.shown)]
         if not results:
-            parser.error(f"--only {shown(args.only)}: no student folder of that name in {folder}")
+            parser.error(f"--only {shown(args.only)}: no student folder of that name in {shown(str(folder))}")
         if not Path(args.gradebook).is_file():
             parser.error(f"--only: no gradebook at {args.gradebook} to update: grade the whole class first")
     ids = None
@@ -120,7 +120,7 @@ def run(args, parser, options: Options, iso, grade_all) -> int:
             parser.error(f"--lms-ids {args.lms_ids}: {exc}")
     replaced = [p for p in _outputs(results, args) if p.exists()]
     if replaced and not (args.overwrite or args.only is not None):
-        parser.error(f"would overwrite {', '.join(map(str, replaced[:3]))}{' ...' if len(replaced) > 3 else ''}; "
+        parser.error(f"would overwrite {', '.join(shown(str(p)) for p in replaced[:3])}{' ...' if len(replaced) > 3 else ''}; "
                      f"pass --overwrite (a copy of each goes to grade-backups/), or choose --gradebook, --reports, "
                      f"--feedback elsewhere")
     flat = [(res, sub) for res in results for sub in res.student.counted.values()]

@@ -136,12 +136,13 @@ def lms(gradebook_text: str, ids: dict[str, str]) -> tuple[str, list[str]]:
 
 
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write ``path`` whole or not at all (text as UTF-8): a temporary file beside it, then a rename."""
+    """Write ``path`` whole or not at all (text as UTF-8, a lone surrogate as ``\\udc80``): a temporary
+    file beside it, then a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode("utf-8") if isinstance(data, str) else data)
+            f.write(data.encode("utf-8", "backslashreplace") if isinstance(data, str) else data)
         os.replace(tmp, path)
     except BaseException:
         os.unlink(tmp)

@@ -76,6 +76,12 @@ def csv_cell(text: str) -> str:
     return "'" + text if risky else text
 
 
+def printable(text: str) -> str:
+    """Text that can be written as UTF-8 whatever it came from: a lone surrogate (from a file name or
+    from what a kernel sent) as ``\\udc80``."""
+    return str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def one_line(text: str) -> str:
     """Text for one cell of a table: runs of whitespace, newlines included, as one space."""
     return re.sub(r"\s+", " ", str(text)).strip()

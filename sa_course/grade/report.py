@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..cli.course_folder import installed_version
 from . import points
-from .names import shown
+from .names import printable, shown
 from .runner import Row, clean
 
 
@@ -34,7 +34,7 @@ def wrapped(text: str, width: int, indent: str = "") -> list[str]:
     """Every line of ``text`` wrapped at word boundaries to ``width`` columns, none cut, none split
     inside a word; a hint's continuation lines line up after ``hint: ``."""
     out = []
-    for line in text.splitlines() or [""]:
+    for line in printable(text).splitlines() or [""]:
         lead = indent + " " * (len(line) - len(line.lstrip()))
         follow = lead + " " * 6 if line.lstrip().startswith("hint:") else lead
         out += textwrap.wrap(line.strip(), width, initial_indent=lead, subsequent_indent=follow,
@@ -52,6 +52,7 @@ def render(head: list[str], lines: list[tuple[list[str], str]], total: list[str]
     """A table of ``head`` columns then a message column: each line's cells (already text, one line
     each) and message, printed whole and wrapped at word boundaries to ``width``, beside its row, or
     under it when the message column would be narrower than MIN_MESSAGE; ``total`` is the last row."""
+    lines = [([printable(c) for c in cells], message) for cells, message in lines]
     widths = [max([len(h), *(len(cells[i]) for cells, _ in lines), len(total[i])]) for i, h in enumerate(head)]
 
     def row(cells):
