@@ -66,9 +66,9 @@ def channel_vectors(p: dict, groups: int) -> tuple[np.ndarray, ...]:
 
 
 def _set_channels(a: np.ndarray, value: np.ndarray, channels: np.ndarray) -> None:
-    """a[b, c] = value[b, c] (a: :func:`halves` of a map) for the (B, C) mask ``channels``: in the
-    channel gate, where a term with A = 0 meets an inf or NaN of x or gy (0 * inf is NaN, and the
-    chain of parts has no such term), that is where Szc, a sum over the channel, is not finite."""
+    """a[b, c] = value[b, c] (a: :func:`halves` of a map) for the (B, C) mask ``channels``. For the
+    channel gate where a term with A = 0 meets an inf or NaN of x or gy (0 * inf is NaN, and the
+    chain of parts has no such term): there a sum over the channel (var, Szc) is not finite."""
     if channels.any():
         a.reshape(a.shape[0], -1, a.shape[-1])[channels] = value[channels][:, None]
 
