@@ -290,6 +290,19 @@ def test_a_progress_bar_on_a_terminal_and_none_in_a_pipe(tmp_path):
     piped = subprocess.run([sys.executable, "-m", "sa_course.grade", *args, "--overwrite"], cwd=tmp_path,
                            capture_output=True, text=True, timeout=120)
     assert piped.returncode == 1 and "3/3" not in piped.stdout + piped.stderr and "\r" not in piped.stderr
+    copies = list(tmp_path.glob("grade-backups/*/gradebook.csv"))          # what --overwrite replaced
+    assert len(copies) == 1 and copies[0].read_text().startswith('"student",')
+
+
+def test_a_feedback_page_for_a_notebook_graded_on_its_own(tmp_path):
+    stub = _copy(ROOT / "exercises" / "02_channel_gate.ipynb", tmp_path / "02_channel_gate.ipynb")
+    assert grade.main([str(stub), "--report", str(tmp_path / "r.json"), "--feedback", str(tmp_path / "pages")]) == 1
+    page = (tmp_path / "pages" / "02_channel_gate.md").read_text()
+    assert "Total: 0/2" in page and "02\\_channel\\_gate: not attempted, 0/2 points" in page
+    assert "Write the functions that still raise NotImplementedError" in page
+    assert (tmp_path / "pages" / "02_channel_gate.html").read_text().startswith("<!DOCTYPE html>")
+    row = json.loads((tmp_path / "r.json").read_text())["rows"][0]
+    assert row["path"] == "02_channel_gate.ipynb" and row["sha256"] == hashlib.sha256(stub.read_bytes()).hexdigest()
 
 
 def test_the_lms_file_and_a_bad_points_file_from_the_command_line(tmp_path, capsys):
