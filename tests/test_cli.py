@@ -228,3 +228,27 @@ def test_doctor_names_why_the_c_kernels_did_not_build_and_the_fix(capsys, monkey
     line = findings(sa_course(capsys, "doctor")[1])["C kernels"]
     assert line.startswith("PROBLEM") and "cc: command not found" in line and "fix: install a C compiler" in line
 
+
+
+@pytest.mark.parametrize("name, capability, chosen, precision", [
+    ("Tesla T4", (7, 5), "fp16", "fp16 autocast with a gradient scaler"),
+    ("NVIDIA A100-SXM4-40GB", (8, 0), "bf16", "bf16 autocast")])
+def test_doctor_names_the_gpu_its_capability_and_the_precision_training_uses(monkeypatch, name, capability, chosen,
+                                                                             precision):
+    """The GPU faked; the precision is what sa_torch.train.device chooses (its own tests pin the rule)."""
+    import torch
+
+    from sa_torch.train import device
+
+    monkeypatch.setattr(device, "pick_device", lambda name=None: torch.device("cuda", 0))
+    monkeypatch.setattr(device, "precision_for", lambda d: chosen if torch.device(d).type == "cuda" else "off",
+                        raising=False)
+    monkeypatch.setattr(torch.version, "cuda", "12.4")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: type("P", (), {"total_memory": 15 << 30}))
+    found = {f.topic: f for f in doctor.check_torch()}
+    assert found["torch"].status == doctor.OK and "CUDA 12.4 build; training uses cuda" in found["torch"].text
+    assert found["GPU"].status == doctor.OK
+    assert found["GPU"].text == (f"{name}, compute capability {capability[0]}.{capability[1]}, 15 GiB; "
+                                 f"training precision: {precision}")
