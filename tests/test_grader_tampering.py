@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -187,3 +188,25 @@ def test_the_recorded_answers_would_pass_the_check_cell():
     forward = lambda x, groups=2: (recorded(x), groups)
     backward = lambda dout, cache: recorded(dout)
     check_shuffle(forward, backward)
+
+
+def test_a_heavy_notebook_costs_the_grader_little_and_its_neighbour_nothing(tmp_path):
+    """A 4 MB code cell next to a correct notebook, two at a time: the neighbour keeps its (short) time
+    limit and the grader's memory hardly grows (the cell's parse once took it to gigabytes)."""
+    heavy = _write(tmp_path, next(c for c in CASES if c.name == "huge_code_cell"), {})
+    me, peak, done = psutil.Process(), [0], []
+
+    def watch():
+        while not done:
+            peak[0] = max(peak[0], me.memory_info().rss)
+            time.sleep(0.05)
+    start_rss = me.memory_info().rss
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        rows = grade.grade_all([heavy, BASE], grade.Options(timeout=8), 2)
+    finally:
+        done.append(True)
+        watcher.join()
+    assert [r.status for r in rows] == ["error", "pass"], [r.message for r in rows]
+    assert peak[0] - start_rss < 300 << 20, (peak[0] - start_rss) >> 20

@@ -13,6 +13,7 @@ import tracemalloc
 from types import SimpleNamespace
 from pathlib import Path
 
+import nbformat
 import numpy as np
 import pytest
 
@@ -113,6 +114,30 @@ def test_results_decode_into_plain_values_and_opaque_stand_ins():
 def test_a_malformed_notebook_is_a_message_for_the_learner(text, why):
     with pytest.raises(notebook.BadNotebook, match=why):
         notebook.parse(text, Path("04_shuffle.ipynb"))
+
+
+def _notebook(cells) -> bytes:
+    return json.dumps({"nbformat": 4, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "source": source} for source in cells]}).encode()
+
+
+@pytest.mark.parametrize("text, why", [
+    (lambda: b"[" + b"0," * notebook.MAX_ITEMS + b"0]", "brackets in its JSON, more than 500,000"),
+    (lambda: _notebook([""] * (notebook.MAX_CELLS + 1)), "2,001 cells, more than 2,000"),
+    (lambda: _notebook(["x = 1\n" * 50_000]), "cell 1: code of 300,000 characters"),
+    (lambda: _notebook(["x = 1\n" * 40_000] * 5), "cell 5: code of 240,000 characters, 1,200,000 so far"),
+])
+def test_a_notebook_beyond_the_graders_bounds_is_refused_naming_the_bound(text, why):
+    with pytest.raises(notebook.BadNotebook, match=why):
+        notebook.parse(text(), Path("04_shuffle.ipynb"))
+
+
+def test_only_code_that_could_be_the_stubs_is_parsed_by_the_grader():
+    """A notebook with more code than an untouched exercise is left to the kernel, unparsed."""
+    stubs = notebook.Notebook("04_shuffle", tuple(c.source for c in nbformat.read(
+        ROOT / "exercises" / "04_shuffle.ipynb", as_version=4).cells if c.cell_type == "code"))
+    assert notebook.untouched(stubs)
+    assert not notebook.untouched(notebook.Notebook("04_shuffle", stubs.code + ("x = 1\n" * 10_000,)))
 
 
 def test_each_file_is_graded_once_however_it_is_named(tmp_path):

@@ -152,12 +152,16 @@ class KernelSession:
         return self.kernel is not None and self.kernel.proc.poll() is None
 
     def _reply(self, msg_id: str, deadline: float) -> dict:
-        """Wait for the shell reply to msg_id, until the deadline or the kernel's death."""
+        """Wait for the shell reply to msg_id, until the deadline or the kernel's death. At the deadline
+        the grader takes one more look: a reply that came while it was busy elsewhere still counts."""
+        last_look = False
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                raise KernelTimeout()
-            if self.socket.poll(int(min(left, 0.25) * 1000)):
+                if last_look:
+                    raise KernelTimeout()
+                last_look = True
+            if self.socket.poll(int(max(0.0, min(left, 0.25)) * 1000)):
                 parts = self.socket.recv_multipart()
                 try:
                     _idents, parts = self.session.feed_identities(parts)

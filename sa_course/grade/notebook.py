@@ -2,7 +2,11 @@
 
 A notebook that is not JSON, or whose cells, tags or course metadata have the wrong
 types or are missing, raises :class:`BadNotebook` with a message for the learner; the
-grader turns it into that notebook's ``error`` row.
+grader turns it into that notebook's ``error`` row. So does one beyond the bounds on what
+the grader reads in its own process: the file's size, its number of JSON items (counted
+before it is parsed), its number of cells, and the size of each code cell and of all of
+them (a cell's code is parsed by the grader only when the notebook's code is small enough
+to be an untouched exercise).
 """
 from __future__ import annotations
 
@@ -17,6 +21,11 @@ from ..checks import EXERCISES
 from .tags import is_check_cell
 
 MAX_BYTES = 20 << 20
+MAX_ITEMS = 500_000           # commas, braces and brackets in a notebook's JSON: a bound on its items
+MAX_CELLS = 2_000
+MAX_CELL = 256 << 10          # characters of one code cell
+MAX_CODE = 1 << 20            # characters of all code cells together
+UNTOUCHED_MAX = 32 << 10      # code small enough to be an exercise's stubs; bigger is never "untouched"
 
 
 class BadNotebook(ValueError):
@@ -41,6 +50,11 @@ def _source(cell: dict, where: str) -> str:
 
 def parse(data: bytes, path: Path) -> Notebook:
     """Check the structure of a notebook's JSON; BadNotebook names the first problem."""
+    items = data.count(b",") + data.count(b"{") + data.count(b"[")
+    if items > MAX_ITEMS:
+        raise BadNotebook(f"not a notebook the grader reads: {items:,} commas, braces and brackets in its JSON, "
+                          f"more than {MAX_ITEMS:,} (huge outputs? clear them: Kernel > Restart & Clear Outputs, "
+                          f"save, submit again)")
     try:
         nb = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -60,7 +74,9 @@ def parse(data: bytes, path: Path) -> Notebook:
     exercise = course.get("exercise")
     if exercise is not None and not isinstance(exercise, str):
         raise BadNotebook(f"metadata 'sa_course.exercise' must be a string, got {type(exercise).__name__}")
-    code = []
+    if len(cells) > MAX_CELLS:
+        raise BadNotebook(f"not a notebook the grader reads: {len(cells):,} cells, more than {MAX_CELLS:,}")
+    code, size = [], 0
     for i, cell in enumerate(cells, start=1):
         where = f"cell {i}"
         if not isinstance(cell, dict):
@@ -74,6 +90,11 @@ def parse(data: bytes, path: Path) -> Notebook:
         if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
             raise BadNotebook(f"{where}: metadata 'tags' must be a list of strings, got {tags!r:.60}")
         source = _source(cell, where)
+        if kind == "code":
+            size += len(source)
+            if len(source) > MAX_CELL or size > MAX_CODE:
+                raise BadNotebook(f"{where}: code of {len(source):,} characters, {size:,} so far, more than the grader "
+                                  f"reads ({MAX_CELL:,} in one cell, {MAX_CODE:,} in all): shorten it")
         if kind == "code" and "check" not in tags and not is_check_cell(source):     # tags may be lost
             code.append(source)
     if exercise not in EXERCISES:
@@ -106,7 +127,11 @@ def _is_stub(function: ast.FunctionDef) -> bool:
 
 def untouched(nb: Notebook) -> bool:
     """True when every function of the exercise is defined once, as the stub it started as.
-    Such a notebook is "not attempted" without starting a kernel."""
+    Such a notebook is "not attempted" without starting a kernel. Code of more than UNTOUCHED_MAX
+    characters is not parsed here (the parse would cost the grader about 1 KB per character): the
+    kernel judges it."""
+    if sum(map(len, nb.code)) > UNTOUCHED_MAX:
+        return False
     defs = {}
     for source in nb.code:
         try:

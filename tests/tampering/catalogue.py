@@ -284,6 +284,9 @@ for fd in range(256):
 if grown:
     raise RuntimeError(f"grew files it inherited: {grown}")
 ''', statuses=("fail",), text="out (groups=2)"),
+    Case("huge_code_cell", "a 4 MB code cell (a list literal), which the grader's parser would turn into gigabytes "
+         "while its neighbours' clocks run", "HUGE = [" + "0," * 2_000_000 + "]\n", statuses=("error",),
+         text="the grader reads"),
     Case("bad_json", "not JSON at all", raw=b'{"cells": [', statuses=("error",), text="not JSON"),
     Case("tags_not_a_list", "cell tags as a string", raw=b"TAGS", statuses=("error",), text="must be a list of strings"),
     Case("metadata_of_the_wrong_type", "course metadata that is a string", raw=b"META", statuses=("error",),
