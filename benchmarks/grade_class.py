@@ -168,14 +168,27 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} logical cores, {psutil.virtual_memory().total / 2**30:.0f} GiB memory"
 
 
-def markdown(args, result: dict, problems: list, counts: dict, load: tuple) -> str:
+def commit() -> str:
+    """The commit the grader ran at, and whether the grader's files differed from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "sa_course"], capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "not a git checkout"
+    return head + (" with uncommitted changes to sa_course" if dirty else "")
+
+
+def markdown(args, result: dict, problems: list, counts: dict, kinds: dict, load: tuple) -> str:
     busy = (f" The machine was busy (load average {load[0]:.1f} over 1 minute at the start, above 4): other work "
             f"shared its {os.cpu_count()} cores, so the time is longer than on an idle machine.") if load[0] > 4 else ""
     lines = [f"# Grading a class of {args.notebooks} notebooks", "",
              f"- command: `python benchmarks/grade_class.py --notebooks {args.notebooks} --jobs {args.jobs} "
              f"--timeout {args.timeout:g} --out {args.out}`", "  which runs `python -m sa_course.grade --class DIR "
              f"--strict --jobs {args.jobs} --timeout {args.timeout:g}`",
-             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; machine: {machine()}",
+             f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, at commit {commit()}; "
+             f"machine: {machine()}",
              f"- load average at the start: {load[0]:.1f}, {load[1]:.1f}, {load[2]:.1f} (1, 5, 15 minutes).{busy}", "",
              "| measured | value |", "|---|---|",
              f"| wall time | {result['seconds']:.0f} s ({result['seconds'] / args.notebooks:.2f} s per notebook) |",
@@ -184,6 +197,9 @@ def markdown(args, result: dict, problems: list, counts: dict, load: tuple) -> s
              f"| grader exit status | {result['code']} |", "", "| notebooks | statuses |", "|---|---|"]
     lines += [f"| {kind} ({sum(c.values())}) | {', '.join(f'{n} {s}' for s, n in sorted(c.items(), key=str))} |"
               for kind, c in counts.items()]
+    hostile = sorted({k.split(": ")[1] for k in kinds.values() if k.startswith("hostile")})
+    lines += ["", f"The hostile notebooks ({len(hostile)} cases of tests/tampering/catalogue.py): "
+              + ", ".join(f"`{name}`" for name in hostile) + "."]
     lines += ["", "Checks: a gradebook row per student and a report row per notebook, every correct notebook "
               "passing and no other, the canary folder unchanged, no process and no scratch folder left: " +
               ("all held." if not problems else "FAILED: " + "; ".join(problems))]
@@ -215,7 +231,7 @@ def main(argv=None) -> int:
         problems, counts = check(kinds, out, canary, marker, before)
     if result["code"] not in (0, 1):
         problems.append(f"the grader exited {result['code']}: {result['output'][-2000:]}")
-    text = markdown(args, result, problems, counts, load)
+    text = markdown(args, result, problems, counts, kinds, load)
     print(text, end="")
     write_report(args, text)
     return 1 if problems else 0
