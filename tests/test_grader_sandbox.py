@@ -82,19 +82,22 @@ def test_a_planted_kernelspec_is_never_used(monkeypatch, tmp_path):
 
 def test_without_bubblewrap_the_grader_still_grades_and_strict_still_hides_the_import(monkeypatch, tmp_path):
     """The weakest set-up (the kernel runs as the grading user): same verdicts; --strict's import hook works
-    for a plain import (it is advisory there: docs/instructors.md)."""
+    for a plain import of the reference or of torch (it is advisory there: docs/instructors.md)."""
     monkeypatch.setattr(sandbox, "_FOUND", sandbox.Isolation("none", sandbox.os.geteuid() == 0, None, "test"))
-    copied = tmp_path / "copied"
-    copied.mkdir()
-    nb = nbformat.read(SOLUTION, as_version=4)
-    for cell in nb.cells:
-        if "exercise" in cell.metadata.get("tags", []):
-            cell.source = "from sa_numpy import channel_shuffle_forward, channel_shuffle_backward\n"
-    nbformat.write(nb, copied / "04_shuffle.ipynb")
-    rows = grade.grade_all([SOLUTION, _wrong_copy(tmp_path), copied / "04_shuffle.ipynb"],
+    imports = {"copied": "from sa_numpy import channel_shuffle_forward, channel_shuffle_backward\n",
+               "torch": "import torch.nn.functional\n"}
+    for name, source in imports.items():
+        (tmp_path / name).mkdir()
+        nb = nbformat.read(SOLUTION, as_version=4)
+        for cell in nb.cells:
+            if "exercise" in cell.metadata.get("tags", []):
+                cell.source = source
+        nbformat.write(nb, tmp_path / name / "04_shuffle.ipynb")
+    rows = grade.grade_all([SOLUTION, _wrong_copy(tmp_path), *(tmp_path / n / "04_shuffle.ipynb" for n in imports)],
                            grade.Options(timeout=60, strict=True), 2)
-    assert [r.status for r in rows] == ["pass", "fail", "error"], [r.message for r in rows]
+    assert [r.status for r in rows] == ["pass", "fail", "error", "error"], [r.message for r in rows]
     assert "hidden in --strict grading" in rows[2].message
+    assert "torch is not available in --strict grading" in rows[3].message
 
 
 def test_a_failure_of_the_graders_own_end_of_a_call_is_a_grader_error(monkeypatch):

@@ -167,7 +167,7 @@ class Kernel:
     extra: list = field(default_factory=list)
 
 
-def _prefixes() -> list[str]:
+def prefixes() -> list[str]:
     """The interpreter's folders the kernel needs, outside /usr and /etc, none inside another."""
     found = {os.path.realpath(p) for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
                                            os.path.dirname(os.path.realpath(sys.executable)))}
@@ -211,7 +211,7 @@ def _bwrap_argv(iso: Isolation, scratch: Scratch, strict: dict | None, inner: li
             a += ["--ro-bind", path, path]
     a += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
           "--perms", "1777", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp"]
-    readonly = _prefixes() + [str(package_dir("sa_numpy")) if strict is not None else str(ROOT)]
+    readonly = prefixes() + [str(package_dir("sa_numpy")) if strict is not None else str(ROOT)]
     mounts = [(p, "--ro-bind") for p in readonly if not any(p.startswith(q + os.sep) for q in readonly)]
     mounts += [(str(scratch.work), "--bind"), (str(LAUNCH), SANDBOX_LAUNCH)]
     made = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}

@@ -237,6 +237,17 @@ for path in (os.path.dirname(here) + "/solutions/04_shuffle.ipynb", os.path.dirn
         pass
 globals().update({k: v for k, v in found.items() if k.startswith("channel_shuffle")})
 ''', strict=True),
+    Case("torch_channel_shuffle", "another library's channel shuffle: torch.nn.functional.channel_shuffle, and "
+         "the same with C/groups groups as its inverse", '''
+import torch
+import torch.nn.functional as F
+
+def channel_shuffle_forward(x, groups=2):
+    return F.channel_shuffle(torch.from_numpy(x), groups).numpy(), groups
+
+def channel_shuffle_backward(dout, cache):
+    return F.channel_shuffle(torch.from_numpy(dout), dout.shape[1] // cache).numpy()
+''', strict=True, statuses=("error",), text="not available in --strict grading"),
     Case("reads_the_hidden_seed", "look for the grader's seed, then replay answers recorded for the check cell's inputs", '''
 import glob, os
 seen = [os.environ.get(k) for k in os.environ if "SEED" in k.upper()]
