@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train_cpu.py                                  # CPU, prints the tables
     python benchmarks/bench_train_cpu.py --rounds 15 --out docs/results/cpu_throughput.md
-    python benchmarks/bench_train_cpu.py --device cuda --batch-size 512 --compile   # GPU, bf16
+    python benchmarks/bench_train_cpu.py --device cuda --batch-size 512 --compile   # GPU
 
 Each measurement is full training steps (augment, forward, loss, backward, SGD step) of the
 real loop (``sa_torch.train.train_step``) on random 32x32 images. Every (model, layout) pair
@@ -14,8 +14,9 @@ medians and as the median (with quartiles) of per-round ratios (runs seconds apa
 Variants: ``none``, ``sa`` (the models' default: the fast path of :mod:`sa_torch.fused`, C
 kernels on a CPU, Triton on CUDA), ``se``, ``eca``, ``sa-eager`` (the fast path with its
 passes in torch ops) and ``sa-unfused`` (the official layer op by op through autograd).
-Denormals are flushed on the CPU (``torch.set_flush_denormal(True)``). On CUDA the steps use
-bf16 autocast, like the training script. ``--compile`` compiles every model; the warmup
+Denormals are flushed on the CPU (``torch.set_flush_denormal(True)``). The steps run in the
+device's precision, as the training script's ``--amp auto`` does (bf16 autocast on a GPU with
+native bfloat16, fp16 with a gradient scaler on an older one, float32 on a CPU). ``--compile`` compiles every model; the warmup
 column then holds the compile time.
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from sa_torch import fused
 from sa_torch.train.data import DeviceData
 from sa_torch.models import build_model
 from sa_torch.train import TrainConfig, make_optimizer, one_cycle, pick_device, sync, train_step
+from sa_torch.train.device import grad_scaler, precision_for
 
 VARIANTS = {"none": ("none", {}), "sa": ("sa", {}), "se": ("se", {}), "eca": ("eca", {}),
             "sa-eager": ("sa", {}), "sa-unfused": ("sa", {"sa_fused": False})}
@@ -60,7 +62,8 @@ def make_runner(variant: str, device, batch: int, channels_last: bool, compile_m
                       rng.integers(0, 10, 4 * batch), device, channels_last)
     aug = torch.Generator(device=device).manual_seed(0)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    amp = device.type == "cuda"
+    precision = precision_for(device)
+    scaler = grad_scaler(device, precision)
     backend = (lambda: fused.use_backend("eager")) if variant == "sa-eager" else contextlib.nullcontext
 
     def run(steps: int) -> float:
@@ -69,7 +72,7 @@ def make_runner(variant: str, device, batch: int, channels_last: bool, compile_m
             start = time.perf_counter()
             for i in range(steps):
                 x, y = data.batch(torch.arange(i % 4 * batch, (i % 4 + 1) * batch, device=device), aug)
-                train_step(net, opt, sched, x, y, loss_fn, amp)
+                train_step(net, opt, sched, x, y, loss_fn, precision, scaler)
             sync(device)
         return time.perf_counter() - start
     return run
@@ -182,7 +185,7 @@ def main(argv=None) -> int:
     times, warmup = measure(args, device)
     header = [*run_lines("bench_train_cpu.py", argv, started, load),
               f"- device: {device_info(device)}; torch {torch.__version__}; flush denormals "
-              f"{device.type == 'cpu'}; bf16 autocast {device.type == 'cuda'}",
+              f"{device.type == 'cpu'}; precision {precision_for(device)}",
               f"- model {args.model}, groups {args.groups}, batch {args.batch_size}, compile {args.compile}; "
               f"{args.rounds} rounds x {args.steps} steps after {args.warmup} warmup steps; median step time", ""]
     text = "\n".join(header) + "\n" + report(args, times, warmup)

@@ -51,7 +51,7 @@ def test_given_flags_are_exactly_those_on_the_command_line_even_at_their_default
     assert given_flags(["--epochs", "30", "--no-shuffle", "--no-channels-last", "--quiet"]) == {
         "epochs": 30, "sa_shuffle": False, "channels_last": "off", "progress": False}
     assert given_flags(["--channels-last"]) == {"channels_last": "on"}
-    assert given_flags(["--no-amp", "--export", "w.pt"]) == {"amp": False, "export": "w.pt"}
+    assert given_flags(["--no-amp", "--export", "w.pt"]) == {"amp": "off", "export": "w.pt"}
 
 
 def test_bad_choices_are_refused_by_the_parser(capsys):

@@ -1,10 +1,11 @@
-"""What a run saves and reads back: the checkpoint that resumes it, and the small weights file.
+"""What a run saves and reads back: its metrics files, the checkpoint that resumes it, and the small weights file.
 
 ``DIR/checkpoint.pt`` (written atomically: temp file, then rename) holds everything an exact
 resume needs: model, optimizer and scheduler state, the augmentation generator and every
-global RNG state, the configuration (:class:`~sa_torch.train.config.TrainConfig` as a dict) and
+global RNG state, the configuration (:class:`~sa_torch.train.config.TrainConfig` as a dict),
 the :class:`RunState` (epochs done, steps into the current one, its running sums, the
-metrics so far, the memory layout chosen).
+metrics so far, the memory layout and precision chosen) and, for an fp16 run, the gradient
+scaler's state (its loss scale and growth counter).
 
 ``--export PATH`` writes another file for others to load: float32 CPU weights, the
 configuration without machine-specific entries (:func:`portable_config`: no absolute path,
@@ -12,7 +13,9 @@ no output directory) and the last epoch's metrics.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import json
 import os
 import random
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ import torch
 from torch import nn
 
 from ..models import build_model
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig, config_differences
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -35,7 +38,8 @@ def empty_sums() -> dict:
 @dataclass
 class RunState:
     """Where a run is: completed epochs, steps into the current one, its running sums; and what
-    was fixed when it started (``layout``, ``amp``, the ``data`` sizes), so a resume keeps them."""
+    was fixed when it started (``layout``, ``amp``: the precision, the ``data`` sizes), so a resume
+    keeps them."""
 
     epoch: int = 0
     step: int = 0
@@ -43,8 +47,12 @@ class RunState:
     wall_time: float = 0.0
     metrics: list = field(default_factory=list)
     layout: dict | None = None   # {"memory_format", "chosen_by", "ms_per_step"}
-    amp: bool | None = None
+    amp: str | None = None       # "bf16", "fp16" or "off"
     data: dict | None = None     # {"train": N, "test": M, "classes": [...]}
+
+    def __post_init__(self):
+        # earlier versions: True = bf16 autocast, False = off
+        self.amp = {True: "bf16", False: "off"}.get(self.amp, self.amp)
 
 
 def rng_states() -> dict:
@@ -70,11 +78,23 @@ def save_atomic(obj, path: Path) -> None:
 
 
 def save_checkpoint(out: Path, model, opt, sched, aug: torch.Generator, cfg: TrainConfig,
-                    state: RunState) -> None:
-    save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(),
-                 "scheduler": sched.state_dict(), "aug_rng": aug.get_state(),
-                 "rng": rng_states(), "config": dataclasses.asdict(cfg),
-                 "state": dataclasses.asdict(state)}, out / CHECKPOINT)
+                    state: RunState, scaler: torch.amp.GradScaler | None = None) -> None:
+    ckpt = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(), "aug_rng": aug.get_state(),
+            "rng": rng_states(), "config": dataclasses.asdict(cfg),
+            "state": dataclasses.asdict(state)}
+    if scaler is not None:
+        ckpt["scaler"] = scaler.state_dict()
+    save_atomic(ckpt, out / CHECKPOINT)
+
+
+def write_metrics(out: Path, metrics: list[dict]) -> None:
+    """``out/metrics.json`` and ``out/metrics.csv``: one row per epoch."""
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    with open(out / "metrics.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
+        writer.writeheader()
+        writer.writerows(metrics)
 
 
 def read_checkpoint(out: str | os.PathLike) -> dict:
@@ -86,12 +106,47 @@ def read_checkpoint(out: str | os.PathLike) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def restore(ckpt: dict, model, opt, sched, aug: torch.Generator) -> RunState:
+def saved_run(out: str | os.PathLike | None, overwrite: bool) -> dict:
+    """The checkpoint that ``--out out --resume`` continues: ConfigError when there is no run to
+    continue (no ``out``, or ``--overwrite`` too), FileNotFoundError when ``out`` holds none."""
+    if overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if not out:
+        raise ConfigError("--resume needs --out DIR, the directory of the run to continue")
+    return read_checkpoint(out)
+
+
+def check_same_run(out: str | os.PathLike, saved: dict, wanted: dict) -> None:
+    """ConfigError, naming each flag, where ``wanted`` differs from the ``saved`` run's configuration."""
+    differ = config_differences(saved, wanted)
+    if differ:
+        raise ConfigError(f"--resume continues the saved run in {out}; these flags differ from it: "
+                          + ", ".join(differ))
+
+
+def checkpoint_to_resume(cfg: TrainConfig) -> dict | None:
+    """The saved checkpoint a ``resume`` run continues (None for a new run), after checking that
+    ``cfg`` is that run's; a new run may not replace a saved one unless ``cfg.overwrite``."""
+    if cfg.resume:
+        ckpt = saved_run(cfg.out, cfg.overwrite)
+        check_same_run(cfg.out, ckpt["config"], dataclasses.asdict(cfg))
+        return ckpt
+    out = Path(cfg.out) if cfg.out else None
+    if out is not None and (out / CHECKPOINT).exists() and not cfg.overwrite:
+        raise ConfigError(f"{out} already holds a run ({out / CHECKPOINT}); continue it with "
+                          f"--out {out} --resume, or start a new run there with --overwrite")
+    return None
+
+
+def restore(ckpt: dict, model, opt, sched, aug: torch.Generator,
+            scaler: torch.amp.GradScaler | None = None) -> RunState:
     """Load a checkpoint's states into the run's objects and the global RNGs."""
     model.load_state_dict(ckpt["model"])
     opt.load_state_dict(ckpt["optimizer"])
     sched.load_state_dict(ckpt["scheduler"])
     aug.set_state(ckpt["aug_rng"])
+    if scaler is not None:
+        scaler.load_state_dict(ckpt["scaler"])
     set_rng_states(ckpt["rng"])
     return RunState(**ckpt["state"])
 

@@ -10,8 +10,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .checkpoint import CHECKPOINT, RunState, export_weights, read_checkpoint, write_weights
-from .config import FIELDS, PER_COMMAND, RESUME_SAFE, ConfigError, TrainConfig, add_config_options, config_differences, flag
+from .checkpoint import CHECKPOINT, RunState, check_same_run, export_weights, saved_run, write_weights
+from .config import FIELDS, PER_COMMAND, RESUME_SAFE, ConfigError, TrainConfig, add_config_options, flag
 from .data import DataError
 from .ddp import finish, is_rank0
 from .loop import train
@@ -47,16 +47,9 @@ def resume_config(args: dict, given: dict) -> tuple[TrainConfig, dict]:
     """The saved run's configuration, with this command's resume-safe flags; and its checkpoint.
 
     ConfigError (one line, each difference named) when a flag given differs from the saved run."""
-    if args["overwrite"]:
-        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    if not args["out"]:
-        raise ConfigError("--resume needs --out DIR, the directory of the run to continue")
-    ckpt = read_checkpoint(args["out"])
+    ckpt = saved_run(args["out"], args["overwrite"])
     saved = {k: v for k, v in ckpt["config"].items() if k in FIELDS}
-    differ = config_differences(saved, given)
-    if differ:
-        raise ConfigError(f"--resume continues the saved run in {args['out']}; these flags differ from it: "
-                          + ", ".join(differ))
+    check_same_run(args["out"], saved, given)
     now = {k: v for k, v in given.items() if k in RESUME_SAFE}
     now.update({k: args[k] for k in PER_COMMAND})
     return TrainConfig(**{**saved, **now, "out": args["out"], "resume": True, "overwrite": False}), ckpt

@@ -64,7 +64,7 @@ def run_variants(base: TrainConfig, variants: list[str], seeds: list[int], data,
                 "images_per_s": statistics.median(speeds),
                 "train_time": sum(m["train_time"] for m in result["metrics"]),
                 "epochs": cfg.epochs, "device": device_name(pick_device(cfg.device)), "source": source,
-                "memory_format": result["layout"]["memory_format"]})
+                "memory_format": result["layout"]["memory_format"], "precision": result["precision"]})
             print(f"{name} seed {seed}: test acc {last['test_acc']:.4f}", flush=True)
             if on_run is not None:
                 on_run(rows)

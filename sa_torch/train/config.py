@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from ..attention import ATTENTION_NAMES
 from ..models import MODEL_NAMES, build_model
+from .device import PRECISIONS
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 LAYOUTS = ("auto", "on", "off")
@@ -89,7 +90,11 @@ class TrainConfig:
         None, "memory layout: auto times a few training steps of this model in both layouts and takes "
         "the faster; on = channels_last, off = NCHW; a resumed run keeps the layout it started with",
         choices=LAYOUTS, const="on", cli_default="auto", negation=("--no-channels-last", "off"))
-    amp: bool | None = option(None, "bf16 autocast", shown_default="on for CUDA")
+    amp: str = option("auto", "precision: auto = bf16 autocast on a GPU that has bfloat16 in hardware "
+                      "(compute capability 8.0 on), fp16 autocast with a gradient scaler on older GPUs, off "
+                      "(float32) on a CPU or Apple GPU; bf16 on an older GPU and fp16 on a CPU are refused; "
+                      "a resumed run keeps the precision it started with",
+                      choices=PRECISIONS, negation=("--no-amp", "off"))
     progress: bool = option(True, "no progress bar or epoch lines", flag="--quiet",
                             shown_default="progress is shown", resume_safe=True, per_command=True)
 
@@ -101,6 +106,10 @@ class TrainConfig:
             self.channels_last = "on" if self.channels_last else "off"
         if self.channels_last not in (None, *LAYOUTS):
             raise ConfigError(f"channels_last={self.channels_last!r} must be one of {LAYOUTS} or None")
+        # earlier versions: None = bf16 autocast on CUDA only, True = bf16 autocast, False = off
+        self.amp = {None: "auto", True: "bf16", False: "off"}.get(self.amp, self.amp)
+        if self.amp not in PRECISIONS:
+            raise ConfigError(f"amp={self.amp!r} must be one of {PRECISIONS}")
 
     def model_options(self) -> dict:
         options = dict(sa_shuffle=self.sa_shuffle, sa_groupnorm=self.sa_groupnorm,
@@ -152,9 +161,7 @@ def add_config_options(p: argparse.ArgumentParser, suppress_defaults: bool = Fal
         meta, kind = f.metadata, _value_type(hints[name])
         default = argparse.SUPPRESS if suppress_defaults else meta.get("cli_default", f.default)
         kwargs = dict(dest=name, default=default, help=_help(f, kind))
-        if kind is bool and f.default is None:
-            kwargs["action"] = argparse.BooleanOptionalAction
-        elif kind is bool:
+        if kind is bool:
             kwargs["action"] = "store_false" if f.default else "store_true"
         else:
             kwargs.update(type=kind, choices=meta.get("choices"), metavar=meta.get("metavar"))
@@ -177,16 +184,12 @@ def flag_text(name: str, value) -> str:
     opt = flag(name)
     if _is_switch(name):
         return opt if value != FIELDS[name].default else f"no {opt}"
-    if isinstance(value, bool):                                  # --amp / --no-amp
-        return opt if value else "--no-" + opt[2:]
     return f"{opt} {value}" if value is not None else f"no {opt}"
 
 
 def _saved_text(name: str, value) -> str:
     if _is_switch(name):
         return "without it" if value == FIELDS[name].default else flag(name)
-    if isinstance(value, bool):
-        return flag_text(name, value)
     return str(value) if value is not None else FIELDS[name].metadata.get("shown_default", "unset")
 
 

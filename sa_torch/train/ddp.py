@@ -1,6 +1,6 @@
 """DistributedDataParallel set-up for ``torchrun --nproc_per_node=N -m sa_torch.train``.
 
-Each rank trains on its shard of every epoch's order (:func:`sa_torch.train.loop.epoch_order`);
+Each rank trains on its shard of every epoch's order (:func:`sa_torch.train.recipe.epoch_order`);
 the few numbers the loop reports (loss and accuracy sums, images) are summed over ranks
 with :func:`all_sum`, and rank 0 alone writes files. In a single process every helper
 here is a no-op.

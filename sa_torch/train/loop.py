@@ -15,15 +15,15 @@ The whole data set lives on the device as uint8; batches are gathered, augmented
 (random crop, flip) and normalised there, so the loop does no per-image Python work.
 
 A run with ``resume=True`` continues exactly where the run in ``out`` stopped, even in the
-middle of an epoch (Ctrl-C saves a checkpoint there), with the memory layout and autocast
-setting it started with. On a CPU the loop flushes denormals to zero
-(:func:`sa_torch.train.device.flush_denormal`); on CUDA it uses bf16 autocast by default.
+middle of an epoch (Ctrl-C saves a checkpoint there), with the memory layout and precision
+it started with. The precision (``--amp``) is the device's by default
+(:func:`sa_torch.train.device.precision_for`: bf16 autocast on a GPU with native bfloat16,
+fp16 autocast with a gradient scaler on an older GPU, float32 elsewhere); training steps,
+evaluation and the layout measurement all use it. On a CPU the loop flushes denormals to zero
+(:func:`sa_torch.train.device.flush_denormal`).
 """
 from __future__ import annotations
 
-import csv
-import dataclasses
-import json
 import random
 import signal
 import threading
@@ -37,12 +37,14 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .checkpoint import CHECKPOINT, RunState, empty_sums, read_checkpoint, restore, save_checkpoint
-from .config import ConfigError, TrainConfig, check_model, config_differences
+from .checkpoint import RunState, checkpoint_to_resume, empty_sums, restore, save_checkpoint, write_metrics
+from .config import ConfigError, TrainConfig, check_model
 from .data import DeviceData, load_cifar10
 from .ddp import all_sum, any_rank, distributed, from_rank0, rank0_first, rank_device
-from .device import flush_denormal, pick_device, sync
-from .layout import fastest_memory_format, format_name
+from .device import (PRECISIONS, autocast, backward_step, describe_device, flush_denormal, grad_scaler,
+                     pick_device, precision_for, precision_problem, sync)
+from .layout import fastest_memory_format, format_name, layout_line
+from .recipe import epoch_order, make_optimizer, one_cycle
 from ..models import build_model
 
 # metrics that measure speed, so differ between otherwise identical runs
@@ -56,20 +58,23 @@ class Run:
 
     ``model`` is the module whose weights are saved; ``fast`` computes (compiled with
     ``--compile``; evaluation uses it) and ``net`` trains (``fast``, wrapped in
-    DistributedDataParallel when there are several processes). ``batch`` is this process's
-    share of a step's images; ``state`` is where the run is, saved in every checkpoint.
+    DistributedDataParallel when there are several processes). ``precision`` is ``"bf16"``,
+    ``"fp16"`` (then ``scaler`` is its gradient scaler; None otherwise) or ``"off"``. ``batch``
+    is this process's share of a step's images; ``state`` is where the run is, saved in every
+    checkpoint.
     """
 
     cfg: TrainConfig
     device: torch.device
     rank: int
     world: int
-    amp: bool
+    precision: str
     model: nn.Module
     fast: nn.Module
     net: nn.Module
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
     aug: torch.Generator
     train_data: DeviceData
     test_data: DeviceData
@@ -91,14 +96,14 @@ class Run:
 
     def save(self) -> None:
         if self.out is not None:
-            save_checkpoint(self.out, self.model, self.opt, self.sched, self.aug, self.cfg, self.state)
-
+            save_checkpoint(self.out, self.model, self.opt, self.sched, self.aug, self.cfg, self.state,
+                            self.scaler)
 
 
 def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | None = None,
           stopper: Stopper | None = None) -> dict:
     """Run (or resume) training; returns ``{"metrics", "model", "config", "params", "interrupted",
-    "layout"}``.
+    "layout", "precision"}``.
 
     ``data`` is a :class:`~sa_torch.train.data.CIFARArrays` (loaded from ``cfg.data`` when None);
     ``on_epoch(metrics)`` is called after every epoch (the lesson draws its plots there).
@@ -118,18 +123,16 @@ def train(cfg: TrainConfig, data=None, on_epoch: Callable[[list[dict]], None] | 
                 run.save()
     return {"metrics": run.state.metrics, "model": run.model, "config": cfg,
             "params": sum(p.numel() for p in run.model.parameters()), "interrupted": run.interrupted,
-            "layout": run.state.layout}
-
+            "layout": run.state.layout, "precision": run.precision}
 
 
 def start_run(cfg: TrainConfig, data, ckpt: dict | None, device: torch.device, rank: int, world: int) -> Run:
     """The run's model, data on the device, optimizer and state: new, or restored from the
     checkpoint ``ckpt``. ``data`` (loaded from ``cfg.data`` when None) is checked first."""
     saved = RunState(**ckpt["state"]) if ckpt else None
-    if saved is not None and saved.amp is not None:
-        amp = saved.amp
-    else:
-        amp = device.type == "cuda" if cfg.amp is None else cfg.amp
+    precision, chosen_by = run_precision(cfg, device, saved)
+    if cfg.progress and rank == 0:
+        print(f"device: {describe_device(device, precision)} ({chosen_by})", flush=True)
     if data is None:
         data = rank0_first(lambda: load_cifar10(cfg.data, limit_train=cfg.limit_train,
                                                 limit_test=cfg.limit_test, download=cfg.download))
@@ -146,7 +149,7 @@ def start_run(cfg: TrainConfig, data, ckpt: dict | None, device: torch.device, r
     test_data = DeviceData(data.test_x, data.test_y, device)
     saved_layout = saved.layout if saved else None
     layout = saved_layout or choose_layout(
-        cfg, device, model, lambda: train_data.batch(torch.arange(batch, device=device)), amp)
+        cfg, device, model, lambda: train_data.batch(torch.arange(batch, device=device)), precision)
     if cfg.progress and rank == 0:
         print(layout_line(layout, saved=saved_layout is not None), flush=True)
     if layout["memory_format"] == "channels_last":
@@ -155,18 +158,34 @@ def start_run(cfg: TrainConfig, data, ckpt: dict | None, device: torch.device, r
     opt = make_optimizer(model, cfg)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, one_cycle(cfg.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)))
+    scaler = grad_scaler(device, precision)
     aug = torch.Generator(device=device)
-    state = restore(ckpt, model, opt, sched, aug) if ckpt else RunState()
-    state.layout, state.amp, state.data = layout, amp, sizes
+    state = restore(ckpt, model, opt, sched, aug, scaler) if ckpt else RunState()
+    state.layout, state.amp, state.data = layout, precision, sizes
     fast = torch.compile(model, mode=cfg.compile) if cfg.compile else model
     net = fast if world == 1 else nn.parallel.DistributedDataParallel(
         fast, device_ids=[device.index] if device.type == "cuda" else None)
-    run = Run(cfg, device, rank, world, amp, model, fast, net, opt, sched, aug, train_data, test_data, batch,
-              steps_per_epoch, state, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
+    run = Run(cfg, device, rank, world, precision, model, fast, net, opt, sched, scaler, aug, train_data,
+              test_data, batch, steps_per_epoch, state, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing))
     if run.out is not None:
         run.out.mkdir(parents=True, exist_ok=True)
     return run
 
+
+def run_precision(cfg: TrainConfig, device: torch.device, saved: RunState | None) -> tuple[str, str]:
+    """(the precision the run trains in, how it was chosen): the saved run's on a resume, else
+    ``cfg.amp``'s on ``device``. ConfigError naming the value and the rule where ``device``
+    cannot run it."""
+    resumed = saved is not None and saved.amp is not None
+    precision = saved.amp if resumed else precision_for(device) if cfg.amp == "auto" else cfg.amp
+    problem = precision_problem(precision, device)
+    if problem is None:
+        return precision, "as saved" if resumed else f"--amp {cfg.amp}"
+    if resumed:
+        raise ConfigError(f"--resume: the saved run trains in {precision}, and {problem}; a resumed run "
+                          f"keeps its precision, so resume it on a device that runs {precision}")
+    usable = [p for p in PRECISIONS[1:] if precision_problem(p, device) is None]
+    raise ConfigError(f"--amp {precision}: {problem}; on {device} use --amp {', '.join(usable)} or auto")
 
 
 def check_data(cfg: TrainConfig, data, saved: RunState | None, world: int) -> dict:
@@ -184,19 +203,8 @@ def check_data(cfg: TrainConfig, data, saved: RunState | None, world: int) -> di
     return sizes
 
 
-
 def _describe(sizes: dict) -> str:
     return f"{sizes['train']} training and {sizes['test']} test images of the classes {', '.join(sizes['classes'])}"
-
-
-
-def layout_line(layout: dict, saved: bool) -> str:
-    """``memory layout: channels_last (contiguous_format 412 ms, channels_last 380 ms a training step)``."""
-    timed = layout["ms_per_step"]
-    how = (", ".join(f"{k} {v:.0f} ms" for k, v in timed.items()) + " a training step"
-           if timed else layout["chosen_by"])
-    return f"memory layout: {layout['memory_format']} ({how}{', as saved' if saved else ''})"
-
 
 
 def train_epoch(run: Run, stopper: Stopper) -> tuple[int, float]:
@@ -219,7 +227,7 @@ def train_epoch(run: Run, stopper: Stopper) -> tuple[int, float]:
     start = time.perf_counter()
     for step in bar:
         x, y = run.train_data.batch(order[step * run.batch:(step + 1) * run.batch], run.aug)
-        loss, hits = train_step(run.net, run.opt, run.sched, x, y, run.loss_fn, run.amp)
+        loss, hits = train_step(run.net, run.opt, run.sched, x, y, run.loss_fn, run.precision, run.scaler)
         loss_sum += loss
         correct += hits
         new_images += len(y)
@@ -236,13 +244,13 @@ def train_epoch(run: Run, stopper: Stopper) -> tuple[int, float]:
     return int(images), seconds
 
 
-
 def end_epoch(run: Run, images: int, train_time: float, on_epoch: Callable[[list[dict]], None] | None) -> None:
     """Evaluate, append the epoch's row to the metrics (and their files), report it, and save
     the checkpoint: the run then stands at the start of the next epoch."""
     cfg, state = run.cfg, run.state
     start = time.perf_counter()
-    test_loss, test_acc = evaluate(run.fast, run.test_data, run.amp, cfg.tta, rank=run.rank, world=run.world)
+    test_loss, test_acc = evaluate(run.fast, run.test_data, run.precision, cfg.tta, rank=run.rank,
+                                   world=run.world)
     eval_time = time.perf_counter() - start
     state.wall_time += eval_time
     state.metrics.append({
@@ -251,7 +259,7 @@ def end_epoch(run: Run, images: int, train_time: float, on_epoch: Callable[[list
         "train_acc": state.sums["correct"] / state.sums["count"],
         "test_loss": test_loss, "test_acc": test_acc, "images": int(state.sums["count"]),
         "images_per_s": images / max(train_time, 1e-9), "train_time": train_time,
-        "eval_time": eval_time, "wall_time": state.wall_time,
+        "eval_time": eval_time, "wall_time": state.wall_time, "precision": run.precision,
         "memory_format": state.layout["memory_format"]})
     state.epoch, state.step = state.epoch + 1, 0
     state.sums = empty_sums()
@@ -267,31 +275,34 @@ def end_epoch(run: Run, images: int, train_time: float, on_epoch: Callable[[list
     run.save()
 
 
-
-def train_step(model, opt, sched, x, y, loss_fn, amp: bool):
-    """One optimisation step; returns (summed loss, number correct) as tensors (no sync)."""
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+def train_step(model, opt, sched, x, y, loss_fn, precision: str = "off",
+               scaler: torch.amp.GradScaler | None = None):
+    """One optimisation step in ``precision`` (``"bf16"``, ``"fp16"`` or ``"off"``; fp16 needs the
+    gradient ``scaler``); returns (summed loss, number correct) as tensors (no sync)."""
+    if precision == "fp16" and scaler is None:
+        raise ValueError("precision='fp16' needs a gradient scaler: "
+                         "scaler=sa_torch.train.device.grad_scaler(device, 'fp16')")
+    with autocast(x.device, precision):
         logits = model(x)
         loss = loss_fn(logits.float(), y)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
+    backward_step(loss, opt, scaler)
     sched.step()
     return loss.detach() * len(y), (logits.argmax(1) == y).sum()
 
 
-
 @torch.no_grad()
-def evaluate(model, data: DeviceData, amp: bool, tta: bool = False, batch_size: int = 1000,
+def evaluate(model, data: DeviceData, precision: str = "off", tta: bool = False, batch_size: int = 1000,
              rank: int = 0, world: int = 1) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) over this rank's share of ``data``, summed over ranks."""
+    """(mean cross-entropy, accuracy) over this rank's share of ``data``, summed over ranks,
+    computed in ``precision`` (``"bf16"``, ``"fp16"`` or ``"off"``)."""
     model.eval()
     loss_sum = torch.zeros((), device=data.device)
     correct = torch.zeros((), device=data.device, dtype=torch.long)
     index = torch.arange(rank, len(data), world, device=data.device)
     for chunk in index.split(batch_size):
         x, y = data.batch(chunk)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        with autocast(x.device, precision):
             logits = model(x).float()
             if tta:
                 logits = (logits + model(x.flip(3)).float()) / 2
@@ -302,45 +313,14 @@ def evaluate(model, data: DeviceData, amp: bool, tta: bool = False, batch_size: 
     return loss / count, hits / count
 
 
-
-def write_metrics(out: Path, metrics: list[dict]) -> None:
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    with open(out / "metrics.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(metrics[0]))
-        writer.writeheader()
-        writer.writerows(metrics)
-
-
-
-def checkpoint_to_resume(cfg: TrainConfig) -> dict | None:
-    """The saved checkpoint a ``resume`` run continues (None for a new run), after checking that
-    ``cfg`` is that run's; a new run may not replace a saved one unless ``cfg.overwrite``."""
-    out = Path(cfg.out) if cfg.out else None
-    if not cfg.resume:
-        if out is not None and (out / CHECKPOINT).exists() and not cfg.overwrite:
-            raise ConfigError(f"{out} already holds a run ({out / CHECKPOINT}); continue it with "
-                              f"--out {out} --resume, or start a new run there with --overwrite")
-        return None
-    if cfg.overwrite:
-        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
-    if out is None:
-        raise ConfigError("--resume needs --out DIR, the directory of the run to continue")
-    ckpt = read_checkpoint(out)
-    differ = config_differences(ckpt["config"], dataclasses.asdict(cfg))
-    if differ:
-        raise ConfigError(f"--resume continues the saved run in {out}; these flags differ from it: "
-                          + ", ".join(differ))
-    return ckpt
-
-
-
-def choose_layout(cfg: TrainConfig, device: torch.device, model: nn.Module, sample: Callable, amp: bool) -> dict:
+def choose_layout(cfg: TrainConfig, device: torch.device, model: nn.Module, sample: Callable,
+                  precision: str) -> dict:
     """``{"memory_format", "chosen_by", "ms_per_step"}``: measured for ``channels_last="auto"``
-    (on rank 0, on the batch ``sample()``, for every rank), else the flag's, else the device's
-    usual one."""
+    (on rank 0, on the batch ``sample()``, in the run's ``precision``, for every rank), else the
+    flag's, else the device's usual one."""
     if cfg.channels_last == "auto":
         def measure():
-            fmt, ms = fastest_memory_format(model, device, sample(), amp=amp)
+            fmt, ms = fastest_memory_format(model, device, sample(), precision=precision)
             return format_name(fmt), ms
         name, ms = from_rank0(measure)
         return {"memory_format": name, "chosen_by": "measured", "ms_per_step": ms}
@@ -350,36 +330,6 @@ def choose_layout(cfg: TrainConfig, device: torch.device, model: nn.Module, samp
         on, chosen_by = cfg.channels_last == "on", f"--channels-last {cfg.channels_last}"
     return {"memory_format": "channels_last" if on else "contiguous_format", "chosen_by": chosen_by,
             "ms_per_step": None}
-
-
-
-def epoch_order(n: int, seed: int, epoch: int, rank: int = 0, world: int = 1) -> torch.Tensor:
-    """This rank's share of epoch ``epoch``'s shuffled order: a function of (seed, epoch) only."""
-    g = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    perm = torch.randperm(n, generator=g)
-    per_rank = n // world
-    return perm[rank * per_rank:(rank + 1) * per_rank]
-
-
-
-def one_cycle(total_steps: int, warmup_steps: int) -> Callable[[int], float]:
-    """LR factor at step s: linear 0 -> 1 over the warmup, then linear 1 -> 0 at the end."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-    return factor
-
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD with Nesterov momentum; weight decay on conv and linear weights, not on norms or gates."""
-    decay = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    decay_ids = {id(p) for p in decay}
-    rest = [p for p in model.parameters() if id(p) not in decay_ids]
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}]
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
-
 
 
 class Stopper:
