@@ -27,7 +27,12 @@ and :mod:`~.launch` (scratch directory, limits, bubblewrap), :mod:`~.kernel` (th
 start, cells, deadline), :mod:`~.driver` and :mod:`~.wire` (the two ends of a call),
 :mod:`~.strict` (hiding the reference), :mod:`~.runner` (one notebook), :mod:`~.report`
 and :mod:`~.cli`; :mod:`~.gradescope` (the autograder zip, ``--gradescope-autograder``) and
-:mod:`~.autograder` (what it runs on Gradescope for each submission).
+:mod:`~.autograder` (what it runs on Gradescope for each submission). A class (``--class DIR``):
+:mod:`~.classroom` (the folder: students, the notebook that counts per exercise, what is not
+graded), :mod:`~.class_run` (the run), :mod:`~.gradebook` (the CSV, the LMS export),
+:mod:`~.points` (points per check), :mod:`~.feedback` (the students' pages), :mod:`~.names`
+(names as text); :mod:`~.tags` (check cells that lost their tags); around it :mod:`~.release` and
+:mod:`~.collect` (``sa-course release`` and ``sa-course collect``).
 """
 from .cli import grade_all, main, notebooks
 from .report import format_table
