@@ -325,3 +325,13 @@ def test_the_lms_file_and_a_bad_points_file_from_the_command_line(tmp_path, caps
     assert (tmp_path / "lms.csv").read_text().splitlines() == [
         '"id","student","total","max","01_grouping","02_channel_gate","03_spatial_gate","04_shuffle","05_sa_layer"',
         '"+44 7","\'=ben",0,10,0,0,0,0,0', '"0031337","ann",0,10,0,0,0,0,0']
+
+
+def test_grading_inside_the_class_folder_never_grades_its_own_output(tmp_path, monkeypatch):
+    _copy(ROOT / "exercises" / "04_shuffle.ipynb", tmp_path / "ann" / "04_shuffle.ipynb")     # no kernel needed
+    monkeypatch.chdir(tmp_path)
+    for extra in ([], ["--overwrite"], ["--overwrite"]):
+        code, printed = _main(["--class", ".", *extra])
+        assert code == 1 and list(_book(tmp_path / "gradebook.csv")) == ["ann"]
+    assert "grade-reports: not graded: the grader's own output folder" in printed
+    assert "grade-backups: not graded: the grader's own output folder" in printed

@@ -19,6 +19,7 @@ Exit status (also in ``--help`` and docs/instructors.md): 0 every student passed
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from datetime import datetime, timezone
@@ -102,6 +103,10 @@ def run(args, parser, options: Options, iso, grade_all) -> int:
     if not folder.is_dir():
         parser.error(f"--class {shown(str(folder))}: not a folder")
     room = classroom.scan(folder)
+    own = {os.path.realpath(p) for p in (args.reports, args.feedback, Path(args.gradebook).parent / "grade-backups")}
+    room.not_graded += [(s.shown, "not graded: the grader's own output folder") for s in room.students
+                        if os.path.realpath(room.folder / s.name) in own]
+    room.students = [s for s in room.students if os.path.realpath(room.folder / s.name) not in own]
     if not room.students:
         parser.error(f"--class {shown(str(folder))}: no student folders in it (DIR/<student>/*.ipynb)")
     alike = lookalikes([s.name for s in room.students])

@@ -181,7 +181,11 @@ def _student(folder: Path, root: Path) -> Student:
     for exercise in [e for e in EXERCISES if e in candidates]:
         (path, *_), why, others = choose(exercise, candidates[exercise])
         rel = shown(str(path.relative_to(root)))
-        student.counted[exercise] = Submission(path, rel, exercise, sha256(path), why)
+        try:
+            student.counted[exercise] = Submission(path, rel, exercise, sha256(path), why)
+        except OSError as exc:
+            student.not_graded.append((rel, f"not graded: it cannot be read ({exc.strerror})"))
+            continue
         student.not_graded += [(shown(str(p.relative_to(root))), f"not graded: another notebook for this exercise "
                                 f"counted ({rel}: {why})") for p, *_ in others]
     return student
