@@ -335,3 +335,13 @@ def test_grading_inside_the_class_folder_never_grades_its_own_output(tmp_path, m
         assert code == 1 and list(_book(tmp_path / "gradebook.csv")) == ["ann"]
     assert "grade-reports: not graded: the grader's own output folder" in printed
     assert "grade-backups: not graded: the grader's own output folder" in printed
+
+
+def test_a_later_checks_timeout_keeps_the_points_of_the_check_before_it(tmp_path):
+    """Exercise 03 with a right GroupNorm and a spatial gate that never returns: timeout, GroupNorm's points."""
+    endless = ("    nu, gn_cache = groupnorm_forward(x1, gn_weight, gn_bias, x1.shape[1], eps)\n",
+               "    import time\n    while True:\n        time.sleep(0.05)\n")
+    path = _copy(ROOT / "solutions" / "03_spatial_gate.ipynb", tmp_path / "03_spatial_gate.ipynb", endless)
+    row = grade.grade_all([path], grade.Options(timeout=10), 1)[0]
+    assert (row.status, row.points, row.max_points) == ("timeout", 2, 3), row.message
+    assert [(c["check"], c["status"]) for c in row.checks] == [("groupnorm", "pass")]

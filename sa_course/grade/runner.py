@@ -105,16 +105,17 @@ def _checked(remote: Remote, run) -> tuple[str, str]:
     return "pass", "\n".join(context.praise) or "all checks passed"
 
 
-def _run_checks(remote: Remote, exercise: str) -> tuple[str, str, list]:
+def _run_checks(remote: Remote, exercise: str, results: list) -> tuple[str, str, list]:
     """Each check of the exercise on its own, so that each earns its points (:mod:`~.points`): the
-    row's status (the first that is not a pass) and message, and every check's result."""
+    row's status (the first that is not a pass) and message, and every check's result, appended to
+    ``results`` as it ends (so that a later check's timeout keeps an earlier one's points)."""
     namespace = {}
     status, message = _checked(remote, lambda: namespace.update(_namespace(remote, exercise)))
     if status != "pass":
         return status, message, []
-    results = [{"check": points.check_name(check), "status": status, "message": clean(message)}
-               for check, names in EXERCISES[exercise].checks
-               for status, message in [_checked(remote, lambda: run_check(check, names, namespace))]]
+    for check, names in EXERCISES[exercise].checks:
+        status, message = _checked(remote, lambda: run_check(check, names, namespace))
+        results.append({"check": points.check_name(check), "status": status, "message": clean(message)})
     failed = [r for r in results if r["status"] != "pass"]
     if not failed or len(results) == 1:
         return (failed or results)[0]["status"], "\n".join(r["message"] for r in failed or results), results
@@ -133,7 +134,7 @@ def _run(nb: notebook.Notebook, exercise: str, options: Options, iso: sandbox.Is
         session.start()
         deadline = time.monotonic() + options.timeout
         labels = [f"code cell {i}" for i in range(1, len(nb.code) + 1)]
-        where = "the checks"
+        where, checks = "the checks", []
         try:
             for label, source in zip(labels, nb.code):
                 where = label
@@ -144,15 +145,15 @@ def _run(nb: notebook.Notebook, exercise: str, options: Options, iso: sandbox.Is
             where = "the checks"
             remote = Remote(session, deadline)
             remote.install()
-            return _run_checks(remote, exercise)
+            return _run_checks(remote, exercise, checks)
         except KernelTimeout:
             return "timeout", (f"stopped after {options.timeout:g} s, in {where}: an endless loop, or work too "
-                               f"slow for the time limit (--timeout)")
+                               f"slow for the time limit (--timeout)"), checks
         except KernelGone:
             return "error", (f"the kernel died in {where}: exit(), os._exit(), a crash or running out of "
-                             f"memory. A notebook must run top to bottom without stopping the kernel")
+                             f"memory. A notebook must run top to bottom without stopping the kernel"), checks
         except LearnerError as exc:
-            return "error", _first_lines(str(exc))
+            return "error", _first_lines(str(exc)), checks
     finally:
         session.close()
 
