@@ -6,13 +6,15 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
 from sa_course import grade
-from sa_course.grade import kernel, sandbox, wire
+from sa_course.grade import cgroup, kernel, sandbox, wire
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "04_shuffle.ipynb"
@@ -181,3 +183,101 @@ def test_a_kernel_fills_at_most_its_scratch_quota(tmp_path):
     assert row.status == "error" and "kept " in row.message, row.message
     kept = int(row.message.split("kept ")[1].split()[0])
     assert kept <= 32 << 20, kept
+
+
+# ---------------------------------------------------------------- limits: processes, open files, the kernel's cgroup
+
+GREEDY = """
+import os, time
+kids, files = [], []
+for _ in range(300):
+    try:
+        pid = os.fork()
+    except OSError:
+        break
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    kids.append(pid)
+for _ in range(5000):
+    try:
+        files.append(os.open("/dev/null", os.O_RDONLY))
+    except OSError:
+        break
+raise RuntimeError(f"processes {len(kids)} files {len(files)}")
+"""
+
+
+def _graded(tmp_path, source: str, **options) -> grade.Row:
+    nb = nbformat.read(SOLUTION, as_version=4)
+    for cell in nb.cells:
+        if "exercise" in cell.metadata.get("tags", []):
+            cell.source = source
+    path = tmp_path / "04_shuffle.ipynb"
+    nbformat.write(nb, path)
+    return grade.grade_notebook(path, options=grade.Options(**{"timeout": 30, **options}))
+
+
+def test_a_kernel_starts_few_processes_and_opens_few_files(tmp_path):
+    """The open-file limit is the grader's own (it was inherited: 20,000 here); the process limit holds
+    where the kernel has a uid or a cgroup of its own."""
+    row = _graded(tmp_path, GREEDY)
+    assert row.status == "error" and "processes " in row.message, row.message
+    words = row.message.split("processes ")[1].split()
+    processes, files = int(words[0]), int(words[2])
+    assert files < sandbox.OPEN_FILES, files
+    if sandbox.isolation().root and sandbox.isolation().level != "none" or cgroup.support().pids:
+        assert processes < sandbox.PROCESSES, processes
+
+
+DAEMON = """
+import os
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open({pidfile!r}, "w").write(str(os.getpid()))
+        os.execve("/bin/sleep", ["sleep", "300"], {{}})      # no environment: no marker to find it by
+    os._exit(0)
+os.wait()
+while not os.path.exists({pidfile!r}):
+    pass
+"""
+
+
+def test_the_kernels_cgroup_takes_every_process_it_started_with_it(monkeypatch, tmp_path):
+    """Without bubblewrap or a uid of its own, a daemon that clears its environment escaped the marker;
+    the kernel's cgroup still holds it, and its removal kills it."""
+    found = cgroup.support()
+    if found.root is None:
+        pytest.skip(f"no cgroup v2 for kernels here: {found.why}")
+    monkeypatch.setattr(sandbox, "_FOUND", sandbox.Isolation("none", os.geteuid() == 0, None, "test"))
+    pidfile = tmp_path / "daemon.pid"
+    session = kernel.KernelSession(sandbox.isolation(), sandbox.Limits(1 << 30, 60))
+    try:
+        session.start()
+        assert session.execute(DAEMON.format(pidfile=str(pidfile)), time.monotonic() + 30).status == "ok"
+        daemon = int(pidfile.read_text())
+        assert daemon in session.kernel.group.pids()
+    finally:
+        session.close()
+    deadline = time.monotonic() + 20
+    while session.kernel.group.path.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(daemon) or psutil.Process(daemon).status() == psutil.STATUS_ZOMBIE
+    assert not session.kernel.group.path.exists()
+
+
+def test_where_cgroup_v2_has_the_controllers_a_kernels_group_carries_its_limits():
+    found = cgroup.support()
+    if not found.controllers:
+        pytest.skip(f"no cgroup v2 controllers for kernels here: {found.describe()}")
+    group = cgroup.Group(found, 3 << 30, sandbox.PROCESSES)
+    try:
+        read = lambda name: (group.path / name).read_text().strip()
+        expected = {"memory": {"memory.max": str(3 << 30), "memory.swap.max": "0"},
+                    "cpu": {"cpu.max": f"{cgroup.CPU_PERIOD} {cgroup.CPU_PERIOD}"},
+                    "pids": {"pids.max": str(sandbox.PROCESSES)}}
+        for name in found.controllers:
+            assert {file: read(file) for file in expected[name]} == expected[name]
+    finally:
+        assert group.remove()

@@ -1,11 +1,12 @@
-"""The last step before a learner's kernel starts: limits, a lower-privileged user, then exec.
+"""The last step before a learner's kernel starts: a cgroup, limits, a lower-privileged user, then exec.
 
 Run by path with ``python -I -S launch.py SPEC`` (no site, no imports from the project), as
-the command inside bubblewrap or straight from the grader. SPEC is JSON: ``rlimits``
-(resource name -> limit, set as both soft and hard limit so the kernel cannot raise them),
-``uid``/``gid`` (drop to them when given: the grader runs as root), ``pdeathsig`` (die with
-the grader) and ``argv`` (what to exec). Anything that fails here exits with status 121 and
-a line on stderr, which the grader reads as a failed kernel start.
+the command inside bubblewrap or straight from the grader (and around bubblewrap, to put it in
+the kernel's cgroup). SPEC is JSON: ``cgroup`` (a ``cgroup.procs`` file to join first),
+``rlimits`` (resource name -> limit, set as both soft and hard limit so the kernel cannot raise
+them), ``uid``/``gid`` (drop to them when given: the grader runs as root), ``pdeathsig`` (die
+with the grader) and ``argv`` (what to exec). Anything that fails here exits with status 121
+and a line on stderr, which the grader reads as a failed kernel start.
 """
 import ctypes
 import json
@@ -16,6 +17,9 @@ import sys
 
 
 def main(spec: dict) -> None:
+    if spec.get("cgroup"):                     # join the kernel's cgroup: everything started from here is in it
+        with open(spec["cgroup"], "w") as f:
+            f.write("0")
     for name, limit in spec.get("rlimits", {}).items():
         resource.setrlimit(getattr(resource, "RLIMIT_" + name), (limit, limit))
     if spec.get("uid") is not None:

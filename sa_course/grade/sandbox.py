@@ -36,12 +36,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
 
-from .scratch import QUOTA, Scratch
+from . import cgroup
+from .scratch import QUOTA, Scratch, quota_works as scratch_quota_works
 
 ROOT = Path(__file__).resolve().parents[2]
 LAUNCH = Path(__file__).with_name("launch.py")
@@ -50,6 +51,8 @@ MARKER = "SA_GRADE_RUN"
 UID_BASE = int(os.environ.get("SA_GRADE_UID_BASE", "2000000000"))   # bubblewrap maps uids below 2**31
 UID_SLOTS = 4096
 TMPFS_BYTES = 256 << 20
+OPEN_FILES = 256           # RLIMIT_NOFILE of a kernel (it inherited the grader's, 20,000 here)
+PROCESSES = 64            # its processes and threads: RLIMIT_NPROC with a uid of its own, pids.max in a cgroup
 LOG_BYTES = 64 << 10       # the end of the kernel's own output the grader keeps, for a failed start
 LEVELS = ("bwrap", "setuid", "none")
 
@@ -61,16 +64,25 @@ class Isolation:
     root: bool
     bwrap: str | None = None
     reason: str = ""
+    limits: str = ""                 # beyond the rlimits: the scratch's size limit and the cgroup (limits_found())
 
     def describe(self) -> str:
+        extra = f"; {self.limits}" if self.limits else ""
         if self.level == "bwrap":
             return ("bubblewrap: project and Python read-only, writes only to its scratch directory, no "
-                    "network, own process namespace" + (", unprivileged uid" if self.root else ""))
+                    "network, own process namespace" + (", unprivileged uid" if self.root else "") + extra)
         if self.level == "setuid":
             return (f"no bubblewrap ({self.reason}): unprivileged uid of its own and limits; it can read what "
-                    f"every user may, write /tmp and use the network")
+                    f"every user may, write /tmp and use the network" + extra)
         return (f"no bubblewrap ({self.reason}): the kernel runs as " + ("root" if self.root else "you")
-                + ", with limits only, so it could change your files")
+                + ", with limits only, so it could change your files" + extra)
+
+
+def limits_found() -> str:
+    """What limits the kernels here beyond their rlimits: a size-limited scratch, and their cgroup."""
+    why = scratch_quota_works()
+    space = "scratch size-limited" if why is None else f"scratch not size-limited ({why})"
+    return f"{space}; {cgroup.support().describe()}"
 
 
 @dataclass
@@ -79,6 +91,7 @@ class Limits:
     cpu_seconds: int
     file_bytes: int = 1 << 30
     scratch_bytes: int = QUOTA
+    cgroup: bool = True              # a cgroup of its own, where cgroup.support() finds them
 
 
 class UidLease:
@@ -164,6 +177,7 @@ class Kernel:
     marker: str
     uid: int | None
     log: "LogTail"
+    group: cgroup.Group | None = None
     extra: list = field(default_factory=list)
 
 
@@ -239,23 +253,31 @@ def start(iso: Isolation, scratch: Scratch, argv: list[str], limits: Limits, uid
           strict: dict | None = None, env_extra: dict | None = None) -> Kernel:
     """Start ``argv`` (the kernel) in the scratch directory under the set-up ``iso``."""
     marker = os.urandom(16).hex()
-    rlimits = {"AS": limits.memory_bytes, "CPU": limits.cpu_seconds, "FSIZE": limits.file_bytes, "CORE": 0}
+    rlimits = {"AS": limits.memory_bytes, "CPU": limits.cpu_seconds, "FSIZE": limits.file_bytes, "CORE": 0,
+               "NOFILE": OPEN_FILES}
     if uid is not None:
-        rlimits["NPROC"] = 512
+        rlimits["NPROC"] = PROCESSES
     spec = {"rlimits": rlimits, "uid": uid, "gid": uid, "argv": argv}
+    found = cgroup.support()
+    group = cgroup.Group(found, limits.memory_bytes, PROCESSES) if found.root and limits.cgroup else None
     if iso.level == "bwrap":
         cmd = _bwrap_argv(iso, scratch, strict, _launcher(spec, SANDBOX_LAUNCH))
+        cmd = _launcher({"cgroup": str(group.procs), "argv": cmd}, str(LAUNCH)) if group else cmd
     else:
-        spec.update(pdeathsig=True, parent=os.getpid())
+        spec.update(pdeathsig=True, parent=os.getpid(), cgroup=str(group.procs) if group else None)
         cmd = _launcher(spec, str(LAUNCH))
     log = LogTail()
     try:
         proc = subprocess.Popen(cmd, cwd=scratch.work, env=kernel_env(scratch.work, marker, env_extra),
                                 stdin=subprocess.DEVNULL, stdout=log.write_fd, stderr=log.write_fd,
                                 start_new_session=True, close_fds=True)
+    except BaseException:
+        if group:
+            group.remove()
+        raise
     finally:
         log.started()
-    return Kernel(proc, marker, uid, log)
+    return Kernel(proc, marker, uid, log, group)
 
 
 def _left_behind(marker: str, uid: int | None) -> list[psutil.Process]:
@@ -273,8 +295,11 @@ def _left_behind(marker: str, uid: int | None) -> list[psutil.Process]:
 
 
 def stop(kernel: Kernel, wait_s: float = 5.0) -> None:
-    """Kill the kernel and every process it started; every wait here has a limit."""
+    """Kill the kernel and every process it started (all of its cgroup, where it has one; then whatever
+    its process group, uid or marker finds); every wait here has a limit."""
     proc = kernel.proc
+    if kernel.group:
+        kernel.group.kill()
     for kill in (lambda: os.killpg(proc.pid, signal.SIGKILL), proc.kill):
         try:
             kill()
@@ -297,6 +322,8 @@ def stop(kernel: Kernel, wait_s: float = 5.0) -> None:
                     pass
             psutil.wait_procs(victims, timeout=0.2)
     finally:
+        if kernel.group and not kernel.group.remove(wait_s):      # its last processes are still exiting
+            threading.Thread(target=kernel.group.remove, args=(60.0,), name="sa-grade-cgroup", daemon=True).start()
         kernel.log.close()
 
 
@@ -314,7 +341,7 @@ def _works(iso: Isolation) -> str | None:
     scratch = Scratch(lease.uid if lease else None, 16 << 20)
     try:
         kernel = start(iso, scratch, [sys.executable, "-I", "-S", "-c", "import os, encodings"],
-                       Limits(1 << 30, 30), lease.uid if lease else None)
+                       Limits(1 << 30, 30, cgroup=False), lease.uid if lease else None)
         try:
             code = kernel.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -349,4 +376,5 @@ def isolation() -> Isolation:
                     reason += "; " + why
             if _FOUND is None:
                 _FOUND = Isolation("none", root, None, reason)
+            _FOUND = replace(_FOUND, limits=limits_found())
         return _FOUND

@@ -35,6 +35,20 @@ def _unmount(path: Path) -> None:
     _LIBC.umount2(os.fsencode(path), MNT_DETACH)
 
 
+def quota_works() -> str | None:
+    """None when the grader can give a scratch a size limit here, else why not."""
+    if os.geteuid() != 0:
+        return "not root"
+    folder = Path(tempfile.mkdtemp(prefix="sa-grade-"))
+    try:
+        why = _mount_tmpfs(folder, 1 << 20, None)
+        if why is None:
+            _unmount(folder)
+        return why
+    finally:
+        folder.rmdir()
+
+
 class Scratch:
     """A fresh directory per notebook: ``work/`` (the kernel's cwd and home, the only place it
     writes, with ``tmp/`` in it) inside a folder of the grader's own."""
