@@ -190,10 +190,8 @@ def test_the_recorded_answers_would_pass_the_check_cell():
     check_shuffle(forward, backward)
 
 
-def test_a_heavy_notebook_costs_the_grader_little_and_its_neighbour_nothing(tmp_path):
-    """A 4 MB code cell next to a correct notebook, two at a time: the neighbour keeps its (short) time
-    limit and the grader's memory hardly grows (the cell's parse once took it to gigabytes)."""
-    heavy = _write(tmp_path, next(c for c in CASES if c.name == "huge_code_cell"), {})
+def _peak_growth(grade_them) -> tuple:
+    """What ``grade_them()`` returned, and how much the grader's memory grew at its peak."""
     me, peak, done = psutil.Process(), [0], []
 
     def watch():
@@ -204,9 +202,26 @@ def test_a_heavy_notebook_costs_the_grader_little_and_its_neighbour_nothing(tmp_
     watcher = threading.Thread(target=watch)
     watcher.start()
     try:
-        rows = grade.grade_all([heavy, BASE], grade.Options(timeout=8), 2)
+        result = grade_them()
     finally:
         done.append(True)
         watcher.join()
+    return result, peak[0] - start_rss
+
+
+def test_a_heavy_notebook_costs_the_grader_little_and_its_neighbour_nothing(tmp_path):
+    """A 4 MB code cell next to a correct notebook, two at a time: the neighbour keeps its (short) time
+    limit and the grader's memory hardly grows (the cell's parse once took it to gigabytes)."""
+    heavy = _write(tmp_path, next(c for c in CASES if c.name == "huge_code_cell"), {})
+    rows, growth = _peak_growth(lambda: grade.grade_all([heavy, BASE], grade.Options(timeout=8), 2))
     assert [r.status for r in rows] == ["error", "pass"], [r.message for r in rows]
-    assert peak[0] - start_rss < 300 << 20, (peak[0] - start_rss) >> 20
+    assert growth < 300 << 20, growth >> 20
+
+
+def test_a_message_flood_costs_the_grader_at_most_one_message(tmp_path):
+    """40 frames of 10 MiB in one message: libzmq kept all 400 MiB in the grader before handing over a
+    byte; the grader reads frame by frame and stops at 16 MiB."""
+    flood = _write(tmp_path, next(c for c in CASES if c.name == "socket_flood"), {})
+    row, growth = _peak_growth(lambda: grade.grade_notebook(flood, options=grade.Options(timeout=TIMEOUT)))
+    assert row.status == "error" and "broke its connection" in row.message, row.message
+    assert growth < 100 << 20, growth >> 20

@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import time
 import tracemalloc
 from types import SimpleNamespace
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 import sa_numpy as ref
 from sa_course import checks, grade
 from sa_course.checks.harness import CheckFailure, Grading, LearnerError, grading
-from sa_course.grade import kernel, notebook, wire
+from sa_course.grade import kernel, notebook, wire, zmtp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -270,3 +271,44 @@ def test_checks_that_cannot_send_a_value_are_the_graders_error(tmp_path):
     remote = wire.Remote(FakeKernel(tmp_path, {"f": lambda v: v}), deadline=0)
     with pytest.raises(wire.GraderError, match="could not send"):
         remote.call("f", (object(),), {})
+
+
+# ---------------------------------------------------------------- the shell socket, frame by frame
+
+@pytest.fixture
+def router(tmp_path):
+    """A libzmq ROUTER, as a kernel's shell socket is, and the grader's ZMTP dealer connected to it."""
+    import zmq
+    context = zmq.Context()
+    sock = context.socket(zmq.ROUTER)
+    sock.linger = 0
+    sock.bind(f"ipc://{tmp_path}/shell")
+    dealer = zmtp.Dealer(f"{tmp_path}/shell")
+    dealer.connect(time.monotonic() + 10, lambda: True)
+    yield sock, dealer
+    dealer.close()
+    sock.close()
+    context.term()
+
+
+def _exchange(router, reply: list[bytes]):
+    sock, dealer = router
+    dealer.send([b"<IDS|MSG>", b"request"], time.monotonic() + 10)
+    ident, *frames = sock.recv_multipart()
+    assert frames == [b"<IDS|MSG>", b"request"]
+    sock.send_multipart([ident, *reply])
+    return dealer.recv(time.monotonic() + 10)
+
+
+def test_the_grader_speaks_zeromqs_wire_protocol_with_a_kernels_socket(router):
+    assert _exchange(router, [b"short", b"x" * 300, b""]) == [b"short", b"x" * 300, b""]
+
+
+@pytest.mark.parametrize("reply, why", [
+    ([b"x"] * (zmtp.MAX_FRAMES + 1), "more than 64 frames"),
+    ([b"x" * (10 << 20)] * 2, "more than the 6291456 the grader reads"),
+    ([b"x" * (zmtp.MAX_FRAME + 1)], "a frame of 16777217 bytes"),
+])
+def test_a_message_beyond_the_bounds_is_refused_before_it_is_read(router, reply, why):
+    with pytest.raises(zmtp.Refused, match=why):
+        _exchange(router, reply)

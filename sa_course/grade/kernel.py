@@ -5,10 +5,11 @@ The kernel is ``sys.executable -m ipykernel_launcher -f <connection file>``, sta
 sockets in its scratch directory (``transport: ipc``): with TCP, ports are picked before the
 kernel binds them, and kernels starting side by side can pick the same one, after which
 one dies with "Kernel died before replying to kernel_info" (jupyter_client issue #154).
-The grader talks to the shell socket only, with jupyter_client's Session set to JSON (it
-never unpickles); it does not subscribe to the kernel's output, so a cell that prints a
-flood costs the grader nothing. Every wait has a deadline and checks that the process is
-still alive.
+The grader talks to the shell socket only, through :mod:`~sa_course.grade.zmtp` (ZeroMQ's
+wire protocol, every message bounded before it is read), with jupyter_client's Session set
+to JSON (it never unpickles); it does not subscribe to the kernel's output, so a cell that
+prints a flood costs the grader nothing. Every wait has a deadline and checks that the
+process is still alive.
 """
 from __future__ import annotations
 
@@ -19,25 +20,13 @@ import sys
 import time
 from dataclasses import dataclass
 
-import zmq
 from jupyter_client.session import Session
 
-from . import sandbox
+from ..checks.harness import LearnerError
+from . import sandbox, zmtp
 
 START_TIMEOUT = 60.0          # seconds for one start, on a loaded 2-core machine a start takes 2-10 s
 START_ATTEMPTS = 2
-MAX_MESSAGE = 16 << 20        # the grader drops a kernel that sends a bigger message
-_CONTEXT: zmq.Context | None = None
-
-
-def _context() -> zmq.Context:
-    global _CONTEXT
-    if _CONTEXT is None:
-        ctx = zmq.Context()
-        ctx.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-        ctx.setsockopt(zmq.LINGER, 0)
-        _CONTEXT = ctx
-    return _CONTEXT
 
 
 class KernelStartError(RuntimeError):
@@ -94,7 +83,7 @@ class KernelSession:
             try:
                 self._start_once(attempt)
                 return
-            except (KernelGone, KernelTimeout, OSError, zmq.ZMQError) as exc:
+            except (KernelGone, KernelTimeout, OSError) as exc:
                 why = "did not answer within %g s" % START_TIMEOUT if isinstance(exc, KernelTimeout) else \
                     "exited before it answered" if isinstance(exc, KernelGone) else f"{type(exc).__name__}: {exc}"
                 log = sandbox.read_log(self.kernel, 600).strip().splitlines()[-2:] if self.kernel else []
@@ -118,14 +107,19 @@ class KernelSession:
                                username="sa-grader")
         self.kernel = sandbox.start(self.iso, self.scratch, program(str(conn)), self.limits, self.uid,
                                     self.strict, self.env_extra)
-        self.socket = _context().socket(zmq.DEALER)
-        self.socket.connect(f"ipc://{prefix}-1")
-        sent = self.session.send(self.socket, "kernel_info_request", {})
-        self._reply(sent["header"]["msg_id"], time.monotonic() + START_TIMEOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        self.socket = zmtp.Dealer(f"{prefix}-1")
+        try:
+            self.socket.connect(deadline, self.alive)
+        except zmtp.Expired:
+            raise KernelTimeout() from None
+        except zmtp.Closed:
+            raise KernelGone() from None
+        self._reply(self._send("kernel_info_request", {}, deadline), deadline)
 
     def _stop_process(self) -> None:
         if self.socket is not None:
-            self.socket.close(linger=0)
+            self.socket.close()
             self.socket = None
         if self.kernel is not None:
             sandbox.stop(self.kernel)
@@ -151,9 +145,21 @@ class KernelSession:
     def alive(self) -> bool:
         return self.kernel is not None and self.kernel.proc.poll() is None
 
+    def _send(self, msg_type: str, content: dict, deadline: float) -> str:
+        """Send a request on the shell socket; its msg_id."""
+        msg = self.session.msg(msg_type, content)
+        try:
+            self.socket.send(self.session.serialize(msg), deadline)
+        except zmtp.Expired:
+            raise KernelTimeout() from None
+        except (zmtp.Closed, BrokenPipeError, ConnectionResetError):
+            raise KernelGone() from None
+        return msg["header"]["msg_id"]
+
     def _reply(self, msg_id: str, deadline: float) -> dict:
         """Wait for the shell reply to msg_id, until the deadline or the kernel's death. At the deadline
-        the grader takes one more look: a reply that came while it was busy elsewhere still counts."""
+        the grader takes one more look: a reply that came while it was busy elsewhere still counts.
+        A message over zmtp's bounds raises zmtp.Refused."""
         last_look = False
         while True:
             left = deadline - time.monotonic()
@@ -161,8 +167,13 @@ class KernelSession:
                 if last_look:
                     raise KernelTimeout()
                 last_look = True
-            if self.socket.poll(int(max(0.0, min(left, 0.25)) * 1000)):
-                parts = self.socket.recv_multipart()
+            if self.socket.readable(min(left, 0.25)):
+                try:
+                    parts = self.socket.recv(max(deadline, time.monotonic() + 0.1))
+                except zmtp.Expired:
+                    raise KernelTimeout() from None
+                except (zmtp.Closed, ConnectionResetError):
+                    raise KernelGone() from None
                 try:
                     _idents, parts = self.session.feed_identities(parts)
                     msg = self.session.deserialize(parts)
@@ -174,11 +185,16 @@ class KernelSession:
                 raise KernelGone()
 
     def execute(self, code: str, deadline: float, silent: bool = False) -> Reply:
-        """Run code in the kernel; KernelTimeout at the deadline, KernelGone if it dies."""
-        sent = self.session.send(self.socket, "execute_request", {
+        """Run code in the kernel; KernelTimeout at the deadline, KernelGone if it dies, LearnerError if
+        it sends the grader a message beyond zmtp's bounds."""
+        msg_id = self._send("execute_request", {
             "code": code, "silent": silent, "store_history": not silent, "user_expressions": {},
-            "allow_stdin": False, "stop_on_error": True})
-        content = self._reply(sent["header"]["msg_id"], deadline).get("content", {})
+            "allow_stdin": False, "stop_on_error": True}, deadline)
+        try:
+            content = self._reply(msg_id, deadline).get("content", {})
+        except zmtp.Refused as exc:
+            raise LearnerError(f"your kernel broke its connection to the grader ({exc}): something in the "
+                               f"notebook changed how the kernel works") from None
         if not isinstance(content, dict) or content.get("status") != "error":
             return Reply("ok")
         text = lambda v, n: str(v)[:n] if v is not None else ""

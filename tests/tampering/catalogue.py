@@ -187,6 +187,13 @@ import numpy as np
 np.save = lambda f, arr, allow_pickle=False, **k: np.lib.format.write_array_header_1_0(
     f, {"descr": "<f8", "fortran_order": False, "shape": (0, 2**62, 2**62)})
 ''', statuses=("error",), text="not usable"),
+    Case("socket_flood", "one message of 40 frames of 10 MiB to the grader, on the kernel's own shell socket", '''
+from ipykernel.kernelapp import IPKernelApp
+app = IPKernelApp.instance()
+ident = app.kernel._parent_ident["shell"]
+block = b"x" * (10 << 20)
+app.shell_socket.send_multipart([*(ident if isinstance(ident, list) else [ident]), *[block] * 40], copy=False)
+''', statuses=("error",), text="broke its connection to the grader"),
     Case("mkdir_result_json", "a folder where the old grader wrote its result file", '''
 import os
 for path in ("result.json", "../result.json", ".sa-grader-1.json", ".sa-grader-2.json", ".sa-grader-3.json"):
