@@ -168,7 +168,9 @@ def plan(arches, dtypes, stages, layers=None) -> tuple[list[dict], dict]:
                         rows.append({"model": model, "shape": list(shape), "groups": groups, "layout": layout_name,
                                      "dtype": dtype_name, "direction": direction, "kernel": name, "tile": tile,
                                      "programs": grid[0] * (grid[1] if len(grid) > 1 else 1) * (grid[2] if len(grid) > 2 else 1),
-                                     "bytes": tensor_bytes(args), "keys": keys})
+                                     "bytes": tensor_bytes(args), "keys": keys,
+                                     "share": tensor_bytes(a for a in args if isinstance(a, torch.Tensor)
+                                                           and a.shape == shape)})
     return rows, jobs
 
 
@@ -228,11 +230,13 @@ def summary(rows, results, arches) -> list[str]:
 def traffic(rows) -> list[str]:
     """Per SA layer: bytes the launches touch (each tensor argument once a launch) against the minimum."""
     lines = ["| model | (B, C, H, W) | layout | dtype | launches fwd / bwd | forward MB (x minimum) | "
-             "backward MB (x minimum) |", "|---|---|---|---|---|---:|---:|"]
+             "backward MB (x minimum) | a program's maps (KB) |", "|---|---|---|---|---|---:|---:|---:|"]
     layers: dict[tuple, dict] = {}
     for r in rows:
-        layer = layers.setdefault((r["model"], tuple(r["shape"]), r["layout"], r["dtype"]), {"forward": [], "backward": []})
+        layer = layers.setdefault((r["model"], tuple(r["shape"]), r["layout"], r["dtype"]),
+                                  {"forward": [], "backward": [], "share": 0})
         layer[r["direction"]].append(r["bytes"])
+        layer["share"] = max(layer["share"], r["share"] / r["programs"])
     for (model, shape, layout, dtype), moved in layers.items():
         size = torch.tensor([], dtype=DTYPES[dtype]).element_size()
         for n in shape:
@@ -240,7 +244,7 @@ def traffic(rows) -> list[str]:
         minimum = {"forward": 2 * size, "backward": 3 * size}     # x read, out written; x, gy read, dx written
         cells = [f"{sum(moved[d]) / 1e6:,.1f} ({sum(moved[d]) / minimum[d]:.2f}x)" for d in ("forward", "backward")]
         lines.append(f"| {model} | {shape} | {layout} | {dtype} | {len(moved['forward'])} / {len(moved['backward'])} | "
-                     + " | ".join(cells) + " |")
+                     + " | ".join(cells) + f" | {moved['share'] / 1e3:,.1f} |")
     return lines
 
 
@@ -279,9 +283,11 @@ def main(argv=None) -> int:
         "(benchmarks/sa_shapes.py), tile and warps as `_geometry` and the launches choose them", "",
         "## Summary", "", *summary(rows, results, arches), "",
         "## Bytes an SA layer moves", "",
-        "On paper: each launch reads or writes each tensor it is given once (what a launch re-reads within "
-        "itself is assumed to come from cache); the minimum is x read and out written forward, x and gy read "
-        "and dx written backward.", "", *traffic(rows), "",
+        "On paper: each launch reads or writes each tensor it is given once; the minimum is x read and out "
+        "written forward, x and gy read and dx written backward. A launch that walks its channels twice (first "
+        "the sums, then the gate or dx) reads its share of the maps again (last column: the most a program of "
+        "the layer touches, x, out, gy and dx together); these figures assume the second walk finds it in "
+        "cache (L1 or L2); where it does not, add x forward and x and gy backward.", "", *traffic(rows), "",
         "## Per kernel", "", *kernel_tables(rows, results, arches)])
     print(text)
     write_report(args, text)

@@ -75,3 +75,24 @@ def test_forcing_triton_on_an_older_gpu_is_refused_naming_the_rule(gpus):
     with pytest.warns(RuntimeWarning), fused.use_backend("triton"):
         with pytest.raises(ValueError, match=r"backend 'triton' cannot run .* on cuda:0 .*compute capability 7\.5"):
             fused.backend_name(CudaMap(torch.device("cuda", 0)))
+
+
+def test_a_layer_on_triton_launches_one_kernel_forward_two_backward_and_copies_no_parameter(monkeypatch):
+    """The fewest launches the maths allows (the statistics and the gate in one, the sums and dx in
+    one, then the parameter gradients, which sum over programs), and the six parameters handed to the
+    kernels where they lie: no ``torch.cat`` a call. The launches are recorded, not run."""
+    from sa_torch import SALayer
+    from sa_torch.fused import triton as kernels
+    monkeypatch.setenv("TRITON_INTERPRET", "1")                 # lets the triton backend take CPU tensors
+    launches = []
+    for name in ("_forward_kernel", "_backward_kernel", "_param_grads_kernel"):
+        monkeypatch.setattr(getattr(kernels, name), "run",
+                            lambda *args, grid, warmup, name=name, **kw: launches.append((name, args)), raising=False)
+    monkeypatch.setattr(torch, "cat", lambda *a, **k: pytest.fail("torch.cat in a layer call"))
+    layer = SALayer(12, 3, fused=True)
+    x = torch.randn(2, 12, 5, 3, requires_grad=True)
+    with fused.use_backend("triton"):
+        layer(x).sum().backward()
+    assert [name for name, _ in launches] == ["_forward_kernel", "_backward_kernel", "_param_grads_kernel"]
+    handed = {t.data_ptr() for t in launches[0][1] if isinstance(t, torch.Tensor)}
+    assert {p.data_ptr() for p in layer.parameters()} <= handed

@@ -46,7 +46,7 @@ def test_the_tiny_smoke_writes_each_row_as_measured_checks_every_path_and_times_
               and any(f"| {path} |" in line for path in ("triton", "eager", "operator"))]
     assert len(checks) == 6                                    # three paths in both layouts
     assert all(line.endswith("| yes | yes |") for line in checks), "\n".join(checks)
-    for kernel in ("_stats_kernel", "_gate_kernel", "_sums_kernel", "_dx_kernel", "_param_grads_kernel"):
+    for kernel in ("_forward_kernel", "_backward_kernel", "_param_grads_kernel"):
         assert sum(f"| {kernel} |" in line for line in text.splitlines()) == 2, kernel
 
 

@@ -183,9 +183,12 @@ def _autocast_off(x: Tensor):
     return contextlib.nullcontext()
 
 
-def _flat_params(params, dtype: torch.dtype) -> Tensor:
-    """(N_PARAM, K): cweight, cbias, sweight, sbias, gn.weight, gn.bias as rows (see
-    :class:`~sa_torch.fused.rows.Param`), in ``dtype``."""
+def _params_for(backend, params, dtype: torch.dtype):
+    """The six parameters as ``backend`` takes them: the Triton kernels read each where it lies
+    (``TAKES_PARAMETERS``: no copy a call); the others one (N_PARAM, K) tensor in ``dtype``, rows
+    cweight, cbias, sweight, sbias, gn.weight, gn.bias (see :class:`~sa_torch.fused.rows.Param`)."""
+    if getattr(backend, "TAKES_PARAMETERS", False):
+        return params
     return torch.cat([p.reshape(-1) for p in params]).to(dtype).view(len(Param), -1)
 
 
@@ -193,21 +196,21 @@ def forward_passes(x: Tensor, params, groups: int, eps: float) -> tuple[Tensor, 
     """Passes 1-2: out (B, C, H, W) in x's dtype and layout; coef (N_COEF, B, C), rows named by
     :class:`~sa_torch.fused.rows.Coef`; and what the backend saves for the backward (the gate
     (B, C, H, W), or an empty tensor)."""
-    x = _dense(x)
+    x, backend = _dense(x), _backend(x)
     with _autocast_off(x):
         out = torch.empty_like(x)
-        coef, saved = _backend(x).forward(x, _flat_params(params, compute_dtype(x.dtype)), groups, eps, out)
+        coef, saved = backend.forward(x, _params_for(backend, params, compute_dtype(x.dtype)), groups, eps, out)
     return out, coef, saved
 
 
 def backward_passes(grad_out: Tensor, x: Tensor, coef: Tensor, saved: Tensor, params, groups: int
                     ) -> tuple[Tensor, Tensor]:
     """Passes 3-4: dx (B, C, H, W) and the six parameter gradients as rows of an (N_PARAM, K) tensor."""
-    x = _dense(x)
+    x, backend = _dense(x), _backend(x)
     gy = grad_out.contiguous(memory_format=_layout(x))
     with _autocast_off(x):
         dx = torch.empty_like(x)
-        dparams = _backend(x).backward(gy, x, coef, saved, _flat_params(params, coef.dtype), groups, dx)
+        dparams = backend.backward(gy, x, coef, saved, _params_for(backend, params, coef.dtype), groups, dx)
     return dx, dparams.to(params[0].dtype)
 
 

@@ -5,8 +5,7 @@ The fast path packs its per-channel quantities into a few buffers, one row per q
 - ``params`` (N_PARAM, K): the layer's six parameters, in the official order.
 - ``coef`` (N_COEF, B, C): what the forward computes per (sample, channel) and the backward
   reuses (the quantities of the derivation in :mod:`sa_torch.fused`).
-- ``grads`` (N_GRAD, B, C): the sums and dx coefficients the Triton backward passes between
-  its kernels.
+- ``grads`` (N_GRAD, B, C): the sums the Triton backward keeps for the parameter gradients.
 
 Python indexes them with these enums (``coef[Coef.ALPHA]``); ``cpu.c`` defines the same rows as
 ``COEF_ALPHA`` and so on, and :mod:`sa_torch.fused.triton` as constexpr constants of the same
@@ -39,8 +38,6 @@ class Grad(enum.IntEnum):
     """Rows of the Triton backward's grads (N_GRAD, B, C)."""
     SZ = 0            # Sz = sum(gz)
     SZC = 1           # Szc = sum(gz (x - m))
-    U = 2             # u and w of dx = gy g + alpha (gz - Sz / N) + u (x - m) + w
-    W = 3
 
 
 def c_names() -> dict[str, int]:
