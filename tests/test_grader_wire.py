@@ -9,6 +9,7 @@ import base64
 import io
 import json
 import os
+import threading
 import time
 import tracemalloc
 from types import SimpleNamespace
@@ -21,7 +22,7 @@ import pytest
 import sa_numpy as ref
 from sa_course import checks, grade
 from sa_course.checks.harness import CheckFailure, Grading, LearnerError, grading
-from sa_course.grade import kernel, notebook, wire, zmtp
+from sa_course.grade import clock, kernel, notebook, wire, zmtp
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -312,3 +313,19 @@ def test_the_grader_speaks_zeromqs_wire_protocol_with_a_kernels_socket(router):
 def test_a_message_beyond_the_bounds_is_refused_before_it_is_read(router, reply, why):
     with pytest.raises(zmtp.Refused, match=why):
         _exchange(router, reply)
+
+
+def test_a_notebooks_clock_does_not_run_while_the_grader_reads_another():
+    """Time the grader spends in busy() on one notebook's data moves the other threads' deadlines by as
+    much, and not its own."""
+    def other():
+        with clock.busy():
+            time.sleep(0.5)
+    start_wall, start = time.monotonic(), clock.now()
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert (time.monotonic() - start_wall) - (clock.now() - start) >= 0.45
+    start_wall, start = time.monotonic(), clock.now()
+    other()
+    assert abs((time.monotonic() - start_wall) - (clock.now() - start)) < 0.05

@@ -8,8 +8,8 @@ one dies with "Kernel died before replying to kernel_info" (jupyter_client issue
 The grader talks to the shell socket only, through :mod:`~sa_course.grade.zmtp` (ZeroMQ's
 wire protocol, every message bounded before it is read), with jupyter_client's Session set
 to JSON (it never unpickles); it does not subscribe to the kernel's output, so a cell that
-prints a flood costs the grader nothing. Every wait has a deadline and checks that the
-process is still alive.
+prints a flood costs the grader nothing. Every wait has a deadline (on :mod:`~sa_course.grade.clock`) and
+checks that the process is still alive.
 """
 from __future__ import annotations
 
@@ -17,13 +17,12 @@ import json
 import os
 import secrets
 import sys
-import time
 from dataclasses import dataclass
 
 from jupyter_client.session import Session
 
 from ..checks.harness import LearnerError
-from . import sandbox, zmtp
+from . import clock, sandbox, zmtp
 
 START_TIMEOUT = 60.0          # seconds for one start, on a loaded 2-core machine a start takes 2-10 s
 START_ATTEMPTS = 2
@@ -107,7 +106,7 @@ class KernelSession:
                                username="sa-grader")
         self.kernel = sandbox.start(self.iso, self.scratch, program(str(conn)), self.limits, self.uid,
                                     self.strict, self.env_extra)
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = clock.now() + START_TIMEOUT
         self.socket = zmtp.Dealer(f"{prefix}-1")
         try:
             self.socket.connect(deadline, self.alive)
@@ -162,14 +161,14 @@ class KernelSession:
         A message over zmtp's bounds raises zmtp.Refused."""
         last_look = False
         while True:
-            left = deadline - time.monotonic()
+            left = deadline - clock.now()
             if left <= 0:
                 if last_look:
                     raise KernelTimeout()
                 last_look = True
             if self.socket.readable(min(left, 0.25)):
                 try:
-                    parts = self.socket.recv(max(deadline, time.monotonic() + 0.1))
+                    parts = self.socket.recv(max(deadline, clock.now() + 0.1))
                 except zmtp.Expired:
                     raise KernelTimeout() from None
                 except (zmtp.Closed, ConnectionResetError):

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..checks.harness import CheckFailure, LearnerError
+from . import clock
 from .kernel import KernelSession
 
 DRIVER = Path(__file__).with_name("driver.py")
@@ -239,8 +240,9 @@ class Remote:
         reply = self.kernel.execute(f"__sa_grader__(globals(), {json.dumps(body)!r})", self.deadline, silent=True)
         if reply.status != "ok":
             raise bad(f"the grader's call failed in the kernel: {reply.ename}: {reply.evalue[:200]}")
-        answer, size = read_answer(self.kernel.scratch.work_fd, f".sa-grader-{self.n}.json",
-                                   MAX_RECEIVED - self.received)
+        with clock.busy():
+            answer, size = read_answer(self.kernel.scratch.work_fd, f".sa-grader-{self.n}.json",
+                                       MAX_RECEIVED - self.received)
         self.received += size
         if answer.get("token") != token or answer.get("n") != self.n:
             raise bad("its answer is not the answer to this call")
@@ -262,7 +264,8 @@ class Remote:
         except (TypeError, ValueError) as exc:
             raise GraderError(f"the checks could not send the arguments of {name}: {exc}") from None
         answer = self.request(body)
-        self.take_inputs(name, answer.get("echo"))
+        with clock.busy():
+            self.take_inputs(name, answer.get("echo"))
         if "raised" in answer:
             raised = answer["raised"]
             if not isinstance(raised, dict):
@@ -273,7 +276,8 @@ class Remote:
             raise LearnerError(f"{name} raised {kind}: {message}{str(raised.get('where', ''))[:2000]}")
         if "result" not in answer:
             raise bad("no result")
-        return self.decode(answer["result"])
+        with clock.busy():
+            return self.decode(answer["result"])
 
     def take_inputs(self, name: str, echo) -> None:
         """The kernel's report of every array the grader sent it: this call's are copied into the grader's
