@@ -106,6 +106,38 @@ def _reroute(lines):
     return [line.replace("__sa_grader__(", "__forge__(") for line in lines]
 get_ipython().input_transformers_post.append(_reroute)
 ''', text="out (groups=2): values differ"),
+    Case("rewrites_earlier_inputs", "the right answers, but every array of an earlier call reported back as zeros, "
+         "to overwrite what the grader computes its references from", '''
+import base64, io, json, os
+import numpy as np
+
+def __zeroing__(namespace, request):
+    __sa_grader__(namespace, request)
+    req = json.loads(request)
+    path = os.path.join(req["dir"], f".sa-grader-{req['n']}.json")
+    with open(path) as f:
+        answer = json.load(f)
+    current = {str(a["a"]) for a in req.get("args", []) if isinstance(a, dict) and "a" in a}
+    for aid, npy in answer.get("echo", {}).items():
+        if aid not in current:
+            buf = io.BytesIO()
+            np.save(buf, np.zeros_like(np.load(io.BytesIO(base64.b64decode(npy)))))
+            answer["echo"][aid] = base64.b64encode(buf.getvalue()).decode()
+    with open(path, "w") as f:
+        json.dump(answer, f)
+
+def _reroute(lines):
+    return [line.replace("__sa_grader__(", "__zeroing__(") for line in lines]
+get_ipython().input_transformers_post.append(_reroute)
+
+def channel_shuffle_forward(x, groups=2):
+    b, c, h, w = x.shape
+    return x.reshape(b, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4).reshape(b, c, h, w).copy(), groups
+
+def channel_shuffle_backward(dout, cache):
+    b, c, h, w = dout.shape
+    return dout.reshape(b, c // cache, cache, h, w).transpose(0, 2, 1, 3, 4).reshape(b, c, h, w).copy()
+''', statuses=("fail",), text="an earlier call"),
     Case("pickled_answer", "np.save that writes a pickle which would run code when unpickled", '''
 import numpy as np, os
 class Boom:
