@@ -23,9 +23,11 @@ as JSON to ``--report`` and exits 0 only when every notebook passes (see
 :mod:`~sa_course.grade.cli` for the other codes).
 
 The modules: :mod:`~.notebook` (reading a notebook without trusting it), :mod:`~.sandbox`
-and :mod:`~.launch` (scratch directory, limits, bubblewrap), :mod:`~.kernel` (the kernel's
-start, cells, deadline), :mod:`~.driver` and :mod:`~.wire` (the two ends of a call),
-:mod:`~.strict` (hiding the reference), :mod:`~.runner` (one notebook), :mod:`~.report`
+and :mod:`~.launch` (limits, bubblewrap), :mod:`~.scratch` (the scratch directory, its size
+limit and removal), :mod:`~.cgroup` (a cgroup per kernel), :mod:`~.kernel` and
+:mod:`~.zmtp` (the kernel's start, cells, its socket), :mod:`~.clock` (the deadlines' clock),
+:mod:`~.driver` and :mod:`~.wire` (the two ends of a call), :mod:`~.strict` (hiding the
+reference and other array libraries), :mod:`~.runner` (one notebook), :mod:`~.report`
 and :mod:`~.cli`; :mod:`~.gradescope` (the autograder zip, ``--gradescope-autograder``) and
 :mod:`~.autograder` (what it runs on Gradescope for each submission). A class (``--class DIR``):
 :mod:`~.classroom` (the folder: students, the notebook that counts per exercise, what is not

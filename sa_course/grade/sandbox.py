@@ -16,8 +16,11 @@ Three set-ups, best first (:func:`isolation` picks one, once per grader process)
 
 In all three the kernel starts from the course's interpreter by absolute path, never
 through a Jupyter kernelspec, with a clean environment, in a new session, under
-RLIMIT_AS/CPU/FSIZE/CORE (and RLIMIT_NPROC with a uid of its own); :func:`stop` kills
-every process it left, found by that uid or by a marker in their environment.
+RLIMIT_AS/CPU/FSIZE/CORE/NOFILE (and RLIMIT_NPROC with a uid of its own), in a cgroup of its
+own where :mod:`~sa_course.grade.cgroup` can make one, in a scratch directory from
+:mod:`~sa_course.grade.scratch`, its stdout and stderr a pipe the grader drains
+(:class:`LogTail`); :func:`stop` kills every process it left, found by its cgroup, that uid or
+a marker in their environment. :func:`limits_found` says what applies beyond the rlimits.
 ``SA_GRADE_SANDBOX=setuid`` or ``=none`` forces a weaker set-up (for tests).
 """
 from __future__ import annotations
