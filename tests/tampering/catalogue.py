@@ -1,9 +1,10 @@
 """Notebooks that try to get a "pass" for wrong code, or to harm the grader, its machine or the batch.
 
 Each case is exercise 04 (the channel shuffle, the cheapest check) with a WRONG answer (the
-channels in their original order) plus one trick. ``test_grader_tampering.py`` writes them
-as notebooks, grades them in two batches (plain and ``--strict``) next to the correct
-solution, and checks that every trick gets a non-pass row, that the correct notebook
+channels in their original order) plus one trick; a trick aimed at the grader itself (its
+memory, its clean-up, the wire) may carry the right answer instead. ``test_grader_tampering.py``
+writes them as notebooks, grades them in two batches (plain and ``--strict``) next to the
+correct solution, and checks that every trick gets a non-pass row, that the correct notebook
 still passes, that nothing outside the kernel's scratch directory changed and that no
 process is left.
 
