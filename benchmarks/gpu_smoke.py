@@ -66,11 +66,13 @@ class Rows:
 
 
 def make_case(shape, groups: int, dtype, layout, device, seed: int = 0):
-    """x = 2 randn + 1 and gy = randn (B, C, H, W) of dtype and layout; float32 params (6, K)."""
+    """x = 2 randn + 1 and gy = randn (B, C, H, W) of dtype and layout; the six float32 parameters
+    (K,) each, apart as a layer's lie (the Triton kernels read them in place)."""
     g = torch.Generator(device=device).manual_seed(seed)
     x = (2 * torch.randn(shape, generator=g, device=device) + 1).to(dtype).contiguous(memory_format=layout)
     gy = torch.randn(shape, generator=g, device=device).to(dtype).contiguous(memory_format=layout)
-    return x, gy, torch.randn(6, shape[1] // (2 * groups), generator=g, device=device)
+    params = tuple(torch.randn(shape[1] // (2 * groups), generator=g, device=device) for _ in range(6))
+    return x, gy, params
 
 
 def passes(backend, x, gy, params, groups) -> dict:
@@ -196,7 +198,7 @@ def main(argv=None) -> int:
             for dtype in dtypes:
                 cases.append((model, shape, groups, layout_name, layout, dtype))
                 x, gy, params = make_case(shape, groups, dtype, layout, device)
-                want = passes(fused_eager, x.double(), gy.double(), params.double(), groups)
+                want = passes(fused_eager, x.double(), gy.double(), tuple(p.double() for p in params), groups)
                 paths = {"triton": lambda: passes(fused_triton, x, gy, params, groups),
                          "eager": lambda: passes(fused_eager, x, gy, params, groups),
                          "operator": lambda: operator(x, gy, params, groups)}

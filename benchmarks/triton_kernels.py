@@ -87,7 +87,7 @@ def record(shape, groups: int, dtype: torch.dtype, layout: torch.memory_format) 
     """{"forward": [...], "backward": [...]}: each launch as (kernel name, args, kwargs, grid),
     from the Triton backend's forward and backward on meta tensors."""
     x = torch.empty(shape, dtype=dtype, device="meta").contiguous(memory_format=layout)
-    params = torch.empty(6, shape[1] // (2 * groups), device="meta")
+    params = tuple(torch.empty(shape[1] // (2 * groups), device="meta") for _ in range(6))   # apart, as a layer's
     with recorded(launch=False) as launches:
         out, dx = torch.empty_like(x), torch.empty_like(x)
         coef, saved = fused_triton.forward(x, params, groups, 1e-5, out)
