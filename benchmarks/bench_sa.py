@@ -109,8 +109,8 @@ def verdict(rows) -> str:
             f"the best {ratios[best]:.2f} at {rows[best]['shape']} G={rows[best]['groups']}. "
             "NumPy runs one thread whatever the setting (its ufuncs are single-threaded), so the "
             "2-thread column compares one NumPy thread with two torch threads. The fused NumPy layer "
-            "makes about 11 passes over the data forward and 15 backward, and allocates out, dx and "
-            f"half-size temporaries: {low:.0f} to {floor:.0f} times one np.copyto of the input, a copy "
+            "(the A, P, Q passes of sa_torch.fused, each a few array operations) allocates out, dx and "
+            f"temporaries: it takes {low:.0f} to {floor:.0f} times one np.copyto of the input, a copy "
             "that runs from cache when the input fits there. Timings on a shared machine vary by tens "
             "of percent from run to run.")
 
