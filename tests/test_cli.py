@@ -241,8 +241,7 @@ def test_doctor_names_the_gpu_its_capability_and_the_precision_training_uses(mon
     from sa_torch.train import device
 
     monkeypatch.setattr(device, "pick_device", lambda name=None: torch.device("cuda", 0))
-    monkeypatch.setattr(device, "precision_for", lambda d: chosen if torch.device(d).type == "cuda" else "off",
-                        raising=False)
+    monkeypatch.setattr(device, "precision_for", lambda d: chosen if torch.device(d).type == "cuda" else "off")
     monkeypatch.setattr(torch.version, "cuda", "12.4")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)

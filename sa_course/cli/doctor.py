@@ -85,17 +85,11 @@ def check_course() -> list[Finding]:
     return found + [Finding(OK, "packages", ", ".join(versions))] + problems
 
 
-PRECISIONS = {"bf16": "bf16 autocast", "fp16": "fp16 autocast with a gradient scaler", "off": "float32"}
-
-
 def precision(device) -> str:
-    """What training uses on ``device`` by default (``--amp auto``), in words."""
+    """What training uses on ``device`` by default (``--amp auto``), in the training package's words."""
     from sa_torch.train import device as devices
 
-    if hasattr(devices, "precision_for"):
-        chosen = devices.precision_for(device)
-        return PRECISIONS.get(chosen, chosen)
-    return "bf16 autocast" if device.type == "cuda" else "float32"
+    return devices.PRECISION_WORDS[devices.precision_for(device)]
 
 
 def check_torch() -> list[Finding]:
